@@ -1,0 +1,40 @@
+"""skasd: scikit-learn compatible anomalous sound detection for machines.
+
+Public names are imported lazily, so that ``import skasd`` stays fast and
+does not import torch until a torch-backed object is used.
+
+Sign conventions
+----------------
+- ``score_samples``: higher = more normal (scikit-learn convention).
+- ``anomaly_score``: higher = more anomalous (DCASE convention), ``= -score_samples``.
+- Labels for metrics: 1 = anomaly, 0 = normal.
+"""
+
+import importlib
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "load_audio": "skasd._audio",
+    "AudioError": "skasd._audio",
+    "LogMelTransformer": "skasd._features",
+    "MFCCTransformer": "skasd._features",
+    "DenseAE": "skasd.models",
+    "VAE": "skasd.models",
+    "CNNAE": "skasd.models",
+}
+_SUBMODULES = ("datasets", "metrics", "model_selection", "models", "plot")
+
+__all__ = sorted([*_LAZY, *_SUBMODULES])
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f"skasd.{name}")
+    raise AttributeError(f"module 'skasd' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

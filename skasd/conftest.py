@@ -1,0 +1,33 @@
+"""Shared pytest fixtures: the real clips in ``../shared/data`` (skipped when absent)."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+_DEFAULT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def shared_data_dir():
+    """Folder of the shared real clips, from ``$SKASD_SHARED_DATA`` or ``../shared/data``."""
+    return Path(os.environ.get("SKASD_SHARED_DATA", _DEFAULT))
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    root = shared_data_dir()
+    if not root.is_dir():
+        pytest.skip(f"shared real clips not found at {root} (set SKASD_SHARED_DATA)")
+    return root
+
+
+@pytest.fixture(scope="session")
+def slider_dir(shared_data):
+    """DCASE 2020 slider id_00: 75 train normals + 1 test anomaly."""
+    return shared_data / "zyy438-abnormal-listener"
+
+
+@pytest.fixture(scope="session")
+def fan_dir(shared_data):
+    """MIMII fan id_00: 20 normal + 20 abnormal clips."""
+    return shared_data / "mimii-fan-id00"
