@@ -22,6 +22,7 @@ _LAZY = {
     "DenseAE": "skasd.models",
     "VAE": "skasd.models",
     "CNNAE": "skasd.models",
+    "write_submission": "skasd._submission",
 }
 _SUBMODULES = ("datasets", "metrics", "model_selection", "models", "plot")
 

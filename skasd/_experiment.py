@@ -1,0 +1,196 @@
+"""The founding report's experiment (``skasd reproduce``) and the demo (``skasd demo``)."""
+
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+
+# (row name, detector factory, published (AUC, pAUC) mean over slider IDs 00/02/04 or None)
+REPORT_ROWS = (
+    ("VAE", lambda m: m.VAE(), (0.688, 0.505)),
+    ("VAE+BN", lambda m: m.VAE(batch_norm=True), (0.814, 0.641)),
+    ("CNNAE", lambda m: m.CNNAE(), (0.890, 0.729)),
+    ("CNNAE+skip", lambda m: m.CNNAE(skip=True), None),
+    ("CNNAE+L2", lambda m: m.CNNAE(l2=0.002), (0.905, 0.766)),
+    ("DenseAE (DCASE 2020 baseline)", lambda m: m.DenseAE(), (0.850, 0.669)),
+)
+
+
+def report_models(params=None, random_state=0, verbose=False):
+    """The report's detectors as ``{row name: (unfitted detector, published numbers)}``.
+
+    ``params`` (e.g. ``{"max_epochs": 20}``) is applied to every detector.
+    """
+    import skasd
+
+    rows = {}
+    for name, make, published in REPORT_ROWS:
+        est = make(skasd).set_params(random_state=random_state, verbose=int(verbose))
+        rows[name] = (est.set_params(**(params or {})), published)
+    return rows
+
+
+def _splits(clips, y, n_splits, random_state):
+    """The dataset's own train/test split when every ID has both classes in test, else normal-only CV."""
+    from .model_selection import DCASESplit, NormalTrainCV
+
+    test = clips["split"] == "test"
+    if test.any() and all(
+        set(y[(test & (clips["section_or_id"] == g)).to_numpy()]) == {0, 1}
+        for g in clips["section_or_id"].unique()
+    ):
+        return "dataset train/test split", list(DCASESplit(clips["split"]).split(clips, y))
+    cv = NormalTrainCV(n_splits=n_splits, random_state=random_state)
+    return f"{n_splits}-fold normal-only CV", list(cv.split(clips, y, groups=clips["section_or_id"]))
+
+
+def reproduce_report(data, machine_type=None, n_splits=5, params=None, random_state=0, verbose=True):
+    """Train the report's six detectors on one machine type; AUC/pAUC per ID beside the published numbers.
+
+    With a full DCASE 2020 development folder the dataset's own split is used
+    (train = train-folder normals, test = test folder), as in the report. On
+    small folders without labelled test normals for every ID (the shared
+    slider and MIMII fan clips) it falls back to normal-only cross-validation
+    (:class:`skasd.model_selection.NormalTrainCV`) and averages over folds.
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        One row per detector: AUC and pAUC per ID, their means, training time
+        in seconds (summed over folds) and the report's published means.
+    """
+    from ._cli import load_clips
+    from ._features import LogMelTransformer
+    from .metrics import dcase_report
+
+    clips = load_clips(data, machine_type)
+    clips = clips[clips["label"].notna()].reset_index(drop=True)
+    y = (clips["label"] == "anomaly").to_numpy(int)
+    protocol, splits = _splits(clips, y, n_splits, random_state)
+    if verbose:
+        print(f"{clips['machine_type'].iloc[0]}: {len(clips)} clips ({y.sum()} anomalies), {protocol}")
+    features = LogMelTransformer(verbose=verbose).fit_transform(list(clips["path"]))
+    groups = clips["section_or_id"].to_numpy()
+
+    rows = []
+    for name, (detector, published) in report_models(params, random_state).items():
+        reports, seconds = [], 0.0
+        for train, test in splits:
+            est = clone(detector)
+            t0 = time.perf_counter()
+            est.fit(features[train])
+            seconds += time.perf_counter() - t0
+            reports.append(dcase_report(y[test], est.anomaly_score(features[test]), groups[test]))
+        mean = pd.concat(reports).groupby(level=0, sort=False).mean()
+        ids = [g for g in mean.index if "mean" not in str(g)]
+        row = {"model": name}
+        for g in ids:
+            row[f"{g} AUC"], row[f"{g} pAUC"] = mean.loc[g, "AUC"], mean.loc[g, "pAUC"]
+        row["mean AUC"], row["mean pAUC"] = mean.loc[ids, "AUC"].mean(), mean.loc[ids, "pAUC"].mean()
+        row["train s"] = seconds
+        row["report AUC"], row["report pAUC"] = published or (np.nan, np.nan)
+        rows.append(row)
+        if verbose:
+            print(f"  {name}: AUC {row['mean AUC']:.3f} pAUC {row['mean pAUC']:.3f} ({seconds:.0f} s)")
+    return pd.DataFrame(rows).set_index("model")
+
+
+def write_dcase_layout(bunch, root, machine_type="machine", n_train=None):
+    """Write generated clips as a DCASE 2020 development folder; return its ``load_dcase`` rows.
+
+    Per machine ID the first ``n_train`` normals go to ``train/`` (default:
+    all but as many as there are anomalies), the rest and all anomalies to ``test/``.
+    """
+    import soundfile as sf
+
+    from .datasets import load_dcase
+
+    root = Path(root) / machine_type
+    for sub in ("train", "test"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    for mid in np.unique(bunch.machine_id):
+        idx = np.flatnonzero(bunch.machine_id == mid)
+        normal, anomaly = idx[bunch.target[idx] == 0], idx[bunch.target[idx] == 1]
+        cut = len(normal) - len(anomaly) if n_train is None else n_train
+        for split, label, members in (("train", "normal", normal[:cut]), ("test", "normal", normal[cut:]),
+                                      ("test", "anomaly", anomaly)):
+            for k, i in enumerate(members):
+                sf.write(root / split / f"{label}_{mid}_{k:08d}.wav", bunch.data[i], bunch.sr, subtype="PCM_16")
+    return load_dcase(root)
+
+
+def run_demo(out="skasd-demo", max_epochs=30, verbose=True):
+    """Generate machine sounds, train DenseAE and CNNAE, print the DCASE table, write a submission.
+
+    Everything is written under ``out``: the generated clips in DCASE 2020
+    layout (``data/``), the submission files (``submission/``) and, when
+    matplotlib is installed, plots (``plots/``).
+    """
+    from ._cli import build_pipeline, score_clips
+    from ._submission import write_submission
+    from .datasets import make_machine_sounds
+    from .metrics import dcase_report
+
+    out = Path(out)
+    say = print if verbose else (lambda *a, **k: None)
+    bunch = make_machine_sounds(n_normal=40, n_anomaly=10, machine_ids=("id_00", "id_02"), random_state=0)
+    clips = write_dcase_layout(bunch, out / "data", machine_type="machine")
+    train = clips[clips["split"] == "train"]
+    test = clips[clips["split"] == "test"].reset_index(drop=True)
+    y = (test["label"] == "anomaly").to_numpy(int)
+    say(f"generated {len(clips)} clips of 2 machine IDs in {out / 'data'} "
+        f"({len(train)} train normals; test: {len(test) - y.sum()} normals, {y.sum()} anomalies)")
+
+    tables, best = [], None
+    for name in ("denseae", "cnnae"):
+        pipe = build_pipeline(name, {"max_epochs": max_epochs, "random_state": 0}, verbose=False)
+        t0 = time.perf_counter()
+        pipe.fit(list(train["path"]))
+        score, decision = score_clips(pipe, test)
+        rep = dcase_report(y, score, test["section_or_id"])
+        rep.insert(0, "model", name)
+        rep["train s"] = time.perf_counter() - t0
+        tables.append(rep)
+        if best is None or rep.loc["arithmetic mean", "pAUC"] > best[0]:
+            best = (rep.loc["arithmetic mean", "pAUC"], name, pipe, score, decision)
+        say(f"trained {name} in {rep['train s'].iloc[0]:.1f} s")
+    table = pd.concat(tables)
+    say(table.to_string(float_format=lambda v: f"{v:.3f}"))
+
+    _, name, pipe, score, decision = best
+    for path in write_submission(test, score, out / "submission", decision=decision):
+        say(f"wrote {path} ({name})")
+    for path in write_plots(out / "plots", y, score, threshold=-pipe[-1].offset_):
+        say(f"wrote {path}")
+    return table
+
+
+def write_plots(out, y, score, threshold):
+    """Write ``roc.png`` and ``scores.png`` into ``out``; return their paths.
+
+    Without matplotlib, warns (``pip install 'skasd[plot]'``) and writes nothing.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        from .plot import RocDisplay, ScoreHistogramDisplay
+    except ImportError:
+        warnings.warn("matplotlib is not installed (pip install 'skasd[plot]'): no plots written")
+        return []
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for fname, disp in (
+        ("roc.png", RocDisplay.from_predictions(y, score)),
+        ("scores.png", ScoreHistogramDisplay.from_predictions(score, y_true=y, threshold=threshold)),
+    ):
+        disp.figure_.savefig(out / fname, dpi=100)
+        plt.close(disp.figure_)
+        written.append(out / fname)
+    return written

@@ -1,0 +1,72 @@
+"""Official DCASE submission files: anomaly scores and decisions per machine ID / section."""
+
+from pathlib import Path
+
+import numpy as np
+
+from ._io import write_text_atomic
+
+
+def submission_file_names(machine_type, section_or_id):
+    """Return the official (score file, decision file) names for one group.
+
+    DCASE 2020 (``section_or_id`` like ``"id_00"``) has a score file only, so the
+    decision file name is ``None``; DCASE 2021+ (``"section_00"``) has both.
+
+    Examples
+    --------
+    >>> submission_file_names("slider", "id_00")
+    ('anomaly_score_slider_id_00.csv', None)
+    >>> submission_file_names("fan", "section_01")
+    ('anomaly_score_fan_section_01_test.csv', 'decision_result_fan_section_01_test.csv')
+    """
+    if str(section_or_id).startswith("id_"):
+        return f"anomaly_score_{machine_type}_{section_or_id}.csv", None
+    stem = f"{machine_type}_{section_or_id}_test.csv"
+    return f"anomaly_score_{stem}", f"decision_result_{stem}"
+
+
+def write_submission(clips, anomaly_score, out_dir, decision=None):
+    """Write the official DCASE files, one per machine type and ID/section.
+
+    Rows are ``<file name>,<value>`` with no header, in the order of ``clips``.
+    Each file is written atomically.
+
+    Parameters
+    ----------
+    clips : pandas.DataFrame
+        Rows of :func:`skasd.datasets.load_dcase` (columns ``path``,
+        ``machine_type``, ``section_or_id``).
+    anomaly_score : array-like of shape (n_clips,)
+        Higher = more anomalous (``estimator.anomaly_score``).
+    out_dir : str or path-like
+        Folder to write into (created if needed).
+    decision : array-like of shape (n_clips,), default=None
+        ``estimator.predict`` output (1 = normal, -1 = anomaly); written as the
+        DCASE 2021+ ``decision_result`` files with 1 = anomaly, 0 = normal.
+
+    Returns
+    -------
+    written : list of pathlib.Path
+        The files written.
+    """
+    score = np.asarray(anomaly_score, dtype=float)
+    if len(score) != len(clips):
+        raise ValueError(f"{len(score)} scores for {len(clips)} clips")
+    if not np.all(np.isfinite(score)):
+        bad = list(clips["path"].iloc[np.flatnonzero(~np.isfinite(score))[:5]])
+        raise ValueError(f"non-finite anomaly scores for {bad}; refusing to write a submission")
+    flag = None if decision is None else (np.asarray(decision) == -1).astype(int)
+    names = clips["path"].map(lambda p: Path(p).name).to_numpy()
+    out_dir = Path(out_dir)
+    written = []
+    for (mtype, group), idx in clips.groupby(["machine_type", "section_or_id"], sort=True).indices.items():
+        score_name, decision_name = submission_file_names(mtype, group)
+        lines = "".join(f"{n},{s!r}\n" for n, s in zip(names[idx], score[idx].tolist()))
+        write_text_atomic(out_dir / score_name, lines)
+        written.append(out_dir / score_name)
+        if decision_name is not None and flag is not None:
+            lines = "".join(f"{n},{d}\n" for n, d in zip(names[idx], flag[idx].tolist()))
+            write_text_atomic(out_dir / decision_name, lines)
+            written.append(out_dir / decision_name)
+    return written
