@@ -26,5 +26,8 @@ demo: install
 test: install
 	$(PY) -m pytest -q -rs --durations=15
 
+docs: install
+	$(VENV)/bin/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+
 clean:
 	rm -rf $(VENV) docs/_build
