@@ -1,0 +1,267 @@
+"""DCASE ranking metrics: AUC, partial AUC and the per-section report.
+
+Labels: 1 (or ``"anomaly"``) = anomalous clip, 0 (or ``"normal"``) = normal clip.
+Scores: higher = more anomalous (the DCASE sign, ``anomaly_score``).
+"""
+
+import sys
+from numbers import Real
+
+import numpy as np
+import pandas as pd
+from scipy.stats import hmean
+from sklearn.metrics import roc_auc_score
+
+_LABEL_NAMES = {"normal": 0, "anomaly": 1}
+_DOMAINS = ("source", "target")
+
+
+def _check_labels(y, name="y_true"):
+    """Return ``y`` as a 1-D int array of 0 (normal) / 1 (anomaly).
+
+    Accepts 0/1 (int, float or bool) and the strings ``"normal"``/``"anomaly"``
+    (the ``label`` column of :func:`skasd.datasets.load_dcase`).
+    """
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {y.shape}.")
+    if y.dtype.kind in "OUS":
+        y = y.astype(object)
+        values = pd.unique(y)
+        unknown = [v for v in values if not isinstance(v, str) or v not in _LABEL_NAMES]
+        if unknown:
+            raise ValueError(
+                f"{name} must hold 'normal'/'anomaly' or 0/1; found {unknown[:5]!r}"
+                " (None means an unlabelled clip, which cannot be scored)."
+            )
+        return np.array([_LABEL_NAMES[v] for v in y], dtype=int)
+    if y.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must hold 0/1 or 'normal'/'anomaly', got dtype {y.dtype}.")
+    if y.dtype.kind == "f" and np.isnan(y).any():
+        raise ValueError(f"{name} contains NaN labels.")
+    bad = np.setdiff1d(np.unique(y), [0, 1])
+    if bad.size:
+        raise ValueError(
+            f"{name} must use 1 = anomaly, 0 = normal; found values {bad[:5].tolist()}"
+            " (note: predict() returns 1 = normal, -1 = anomaly, not metric labels)."
+        )
+    return y.astype(int)
+
+
+def _check_scores(y_score, n_samples, name="y_score"):
+    """Return ``y_score`` as a finite 1-D float array of length ``n_samples``."""
+    y_score = np.asarray(y_score, dtype=float)
+    if y_score.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (one score per clip), got shape {y_score.shape}.")
+    if len(y_score) != n_samples:
+        raise ValueError(
+            f"y_true and {name} have different lengths: {n_samples} != {len(y_score)}."
+        )
+    bad = ~np.isfinite(y_score)
+    if bad.any():
+        raise ValueError(
+            f"{name} contains {bad.sum()} NaN or infinite value(s) (first at index"
+            f" {np.flatnonzero(bad)[0]}); a detector produced invalid anomaly scores."
+        )
+    return y_score
+
+
+def _check_both_classes(y, where=""):
+    n_anomaly = int(y.sum())
+    if n_anomaly == 0 or n_anomaly == len(y):
+        only = "anomalous" if n_anomaly else "normal"
+        raise ValueError(
+            f"AUC needs both normal and anomalous clips, but {where or 'y_true'} holds only"
+            f" {only} clips ({len(y)})."
+        )
+
+
+def _check_max_fpr(max_fpr):
+    if isinstance(max_fpr, bool) or not isinstance(max_fpr, Real) or not 0 < max_fpr <= 1:
+        raise ValueError(f"max_fpr must be a number in (0, 1], got {max_fpr!r}.")
+
+
+def _checked(y_true, y_score):
+    y = _check_labels(y_true)
+    s = _check_scores(y_score, len(y))
+    _check_both_classes(y)
+    return y, s
+
+
+def auc_score(y_true, y_score):
+    """Area under the ROC curve, the DCASE task 2 AUC.
+
+    Equal to ``sklearn.metrics.roc_auc_score(y_true, y_score)``, with input checks.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_clips,)
+        1 or ``"anomaly"`` = anomalous clip, 0 or ``"normal"`` = normal clip.
+    y_score : array-like of shape (n_clips,)
+        Anomaly scores, higher = more anomalous (``anomaly_score``, or
+        ``-score_samples`` of an outlier detector).
+
+    Returns
+    -------
+    auc : float
+
+    Raises
+    ------
+    ValueError
+        If ``y_true`` holds one class only or unknown labels, ``y_score`` is
+        not finite, or the lengths differ.
+
+    Examples
+    --------
+    >>> from skasd.metrics import auc_score
+    >>> auc_score(["normal", "normal", "anomaly"], [0.1, 0.4, 0.9])
+    1.0
+    """
+    y, s = _checked(y_true, y_score)
+    return float(roc_auc_score(y, s))
+
+
+def pauc_score(y_true, y_score, max_fpr=0.1):
+    """Partial AUC over false-positive rates in ``[0, max_fpr]``, as DCASE task 2 does.
+
+    Equal to ``sklearn.metrics.roc_auc_score(y_true, y_score, max_fpr=max_fpr)``,
+    which is the call of the DCASE evaluators. Note that scikit-learn returns
+    the McClish-standardised partial AUC (0.5 = chance, 1 = perfect), not the
+    raw area divided by ``max_fpr``.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_clips,)
+        1 or ``"anomaly"`` = anomalous clip, 0 or ``"normal"`` = normal clip.
+    y_score : array-like of shape (n_clips,)
+        Anomaly scores, higher = more anomalous.
+    max_fpr : float in (0, 1], default=0.1
+        Largest false-positive rate of the partial area (DCASE: 0.1).
+        ``max_fpr=1`` gives the full AUC.
+
+    Returns
+    -------
+    pauc : float
+
+    Examples
+    --------
+    >>> from skasd.metrics import pauc_score
+    >>> round(pauc_score([0, 0, 0, 1], [0.1, 0.2, 0.9, 0.8]), 3)
+    0.474
+    """
+    _check_max_fpr(max_fpr)
+    y, s = _checked(y_true, y_score)
+    return float(roc_auc_score(y, s, max_fpr=max_fpr))
+
+
+def _check_domains(domains, n_samples):
+    domains = np.asarray(domains, dtype=object)
+    if domains.ndim != 1 or len(domains) != n_samples:
+        raise ValueError(
+            f"domains must give one 'source'/'target' per clip: {n_samples} clips, got"
+            f" shape {domains.shape}."
+        )
+    unknown = [d for d in pd.unique(domains) if d not in _DOMAINS]
+    if unknown:
+        raise ValueError(f"domains must be 'source' or 'target'; found {unknown[:5]!r}.")
+    return domains
+
+
+def dcase_report(y_true, y_score, groups, domains=None, max_fpr=0.1):
+    """Per-section (or per-machine-ID) AUC and pAUC table in the DCASE layout.
+
+    One row per group, sorted by name, then the rows ``"arithmetic mean"``
+    and ``"harmonic mean"``: the column-wise means over the group rows. The
+    harmonic mean floors each value at ``sys.float_info.epsilon`` as the
+    DCASE evaluators do; the DCASE 2021+ official score is a harmonic mean.
+
+    Without ``domains`` (DCASE 2020) the columns are ``"AUC"`` and ``"pAUC"``,
+    both over all clips of the group.
+
+    With ``domains`` (DCASE 2021+) the columns follow the DCASE 2022/2023
+    evaluator:
+
+    - ``"AUC (source)"``: the group's source-domain normals and **all** its
+      anomalies (source and target),
+    - ``"AUC (target)"``: the group's target-domain normals and all its anomalies,
+    - ``"pAUC"``: over all clips of the group, both domains.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_clips,)
+        1 or ``"anomaly"`` = anomalous, 0 or ``"normal"`` = normal.
+    y_score : array-like of shape (n_clips,)
+        Anomaly scores, higher = more anomalous.
+    groups : array-like of shape (n_clips,)
+        Machine ID or section of each clip (``"id_00"``, ``"section_00"``...);
+        the row names. Values are shown as strings.
+    domains : array-like of shape (n_clips,), default=None
+        ``"source"`` or ``"target"`` per clip (the ``domain`` column of
+        :func:`skasd.datasets.load_dcase`).
+    max_fpr : float in (0, 1], default=0.1
+        Largest false-positive rate of the pAUC.
+
+    Returns
+    -------
+    report : pandas.DataFrame
+        Index named ``"section"``: the groups, then the two mean rows.
+
+    Raises
+    ------
+    ValueError
+        On the input errors of :func:`auc_score`, on a group without normals
+        or without anomalies, and (with ``domains``) on a group without normals
+        of one domain.
+
+    Examples
+    --------
+    >>> from skasd.metrics import dcase_report
+    >>> report = dcase_report([0, 0, 1, 0, 0, 1], [1, 2, 3, 1, 4, 2],
+    ...                       groups=["id_00"] * 3 + ["id_02"] * 3)
+    >>> print(report.round(3).to_string(index_names=False))
+                       AUC   pAUC
+    id_00            1.000  1.000
+    id_02            0.500  0.474
+    arithmetic mean  0.750  0.737
+    harmonic mean    0.667  0.643
+    """
+    _check_max_fpr(max_fpr)
+    y = _check_labels(y_true)
+    s = _check_scores(y_score, len(y))
+    groups = np.asarray(groups, dtype=object)
+    if groups.ndim != 1 or len(groups) != len(y):
+        raise ValueError(
+            f"groups must give one machine ID/section per clip: {len(y)} clips, got"
+            f" shape {groups.shape}."
+        )
+    if pd.isna(groups).any():
+        raise ValueError("groups contains missing values (None/NaN).")
+    groups = groups.astype(str)
+    if domains is not None:
+        domains = _check_domains(domains, len(y))
+
+    rows = {}
+    for group in np.unique(groups).tolist():
+        in_group = groups == group
+        _check_both_classes(y[in_group], where=f"group {group!r}")
+        row = {}
+        if domains is None:
+            row["AUC"] = roc_auc_score(y[in_group], s[in_group])
+        else:
+            for domain in _DOMAINS:
+                mask = in_group & ((domains == domain) | (y == 1))
+                if not (y[mask] == 0).any():
+                    raise ValueError(
+                        f"group {group!r} has no {domain}-domain normal clips, so its"
+                        f" AUC ({domain}) is undefined."
+                    )
+                row[f"AUC ({domain})"] = roc_auc_score(y[mask], s[mask])
+        row["pAUC"] = roc_auc_score(y[in_group], s[in_group], max_fpr=max_fpr)
+        rows[group] = row
+
+    report = pd.DataFrame.from_dict(rows, orient="index", dtype=float)
+    values = report.to_numpy()
+    report.loc["arithmetic mean"] = values.mean(axis=0)
+    report.loc["harmonic mean"] = hmean(np.maximum(values, sys.float_info.epsilon), axis=0)
+    report.index.name = "section"
+    return report

@@ -1,0 +1,175 @@
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import hmean
+from sklearn.metrics import roc_auc_score
+
+from skasd.metrics import auc_score, dcase_report, pauc_score
+
+
+def _random_case(seed, n=120):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    y[:2] = [0, 1]
+    # ties included: rounding makes equal scores across classes
+    return y, np.round(rng.normal(size=n) + 0.8 * y, 1)
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("max_fpr", [0.01, 0.05, 0.1, 0.3, 0.77, 1.0])
+def test_matches_sklearn_exactly(seed, max_fpr):
+    y, s = _random_case(seed)
+    assert auc_score(y, s) == roc_auc_score(y, s)
+    assert pauc_score(y, s, max_fpr=max_fpr) == roc_auc_score(y, s, max_fpr=max_fpr)
+
+
+def test_pauc_default_is_dcase_max_fpr_and_differs_from_auc():
+    y, s = _random_case(7)
+    assert pauc_score(y, s) == roc_auc_score(y, s, max_fpr=0.1)
+    assert pauc_score(y, s) != auc_score(y, s)
+    assert pauc_score(y, s, max_fpr=1) == auc_score(y, s)
+
+
+def test_sign_perfect_and_inverted():
+    y = np.array([0, 0, 0, 1, 1])
+    assert auc_score(y, y * 2.0) == 1.0 and auc_score(y, -y * 2.0) == 0.0
+    assert pauc_score(y, y * 2.0) == 1.0
+
+
+def test_string_bool_and_series_labels():
+    y, s = _random_case(3)
+    names = np.where(y == 1, "anomaly", "normal")
+    expected = roc_auc_score(y, s)
+    assert auc_score(names, s) == expected
+    assert auc_score(names.tolist(), s) == expected
+    assert auc_score(pd.Series(names, dtype="str"), pd.Series(s)) == expected
+    assert auc_score(y.astype(bool), s) == expected
+    assert auc_score(y.astype(float), s) == expected
+    assert pauc_score(names, s) == roc_auc_score(y, s, max_fpr=0.1)
+
+
+@pytest.mark.parametrize(
+    "y, score, match",
+    [
+        ([0, 0, 0], [1, 2, 3], "only normal clips"),
+        (["anomaly"] * 3, [1, 2, 3], "only anomalous clips"),
+        ([0, 1, 0], [1, np.nan, 3], r"1 NaN or infinite value\(s\) \(first at index 1\)"),
+        ([0, 1, 0], [1, 2, np.inf], "NaN or infinite"),
+        ([0, 1, 0], [1, 2], "different lengths: 3 != 2"),
+        ([0, 1], [[1], [2]], "must be 1-D"),
+        ([[0, 1]], [1, 2], "y_true must be 1-D"),
+        ([1, -1, 1], [1, 2, 3], r"1 = anomaly, 0 = normal; found values \[-1\].*predict"),
+        ([0, 2, 1], [1, 2, 3], r"found values \[2\]"),
+        ([0.0, np.nan, 1.0], [1, 2, 3], "NaN labels"),
+        (["normal", None, "anomaly"], [1, 2, 3], "found \\[None\\].*unlabelled"),
+        (["normal", "abnormal"], [1, 2], "found \\['abnormal'\\]"),
+    ],
+)
+def test_input_errors(y, score, match):
+    for metric in (auc_score, pauc_score):
+        with pytest.raises(ValueError, match=match):
+            metric(y, score)
+
+
+@pytest.mark.parametrize("max_fpr", [0, -0.1, 1.5, np.nan, True, "0.1", None])
+def test_max_fpr_out_of_range(max_fpr):
+    with pytest.raises(ValueError, match=r"max_fpr must be a number in \(0, 1\]"):
+        pauc_score([0, 1], [0, 1], max_fpr=max_fpr)
+    with pytest.raises(ValueError, match="max_fpr"):
+        dcase_report([0, 1], [0, 1], ["a", "a"], max_fpr=max_fpr)
+
+
+def _three_sections(seed=0):
+    rng = np.random.default_rng(seed)
+    n = 300
+    groups = np.array(["section_02", "section_00", "section_01"])[rng.integers(0, 3, n)]
+    y = (rng.random(n) < 0.3).astype(int)
+    domains = np.where(rng.random(n) < 0.5, "source", "target")
+    shift = {"section_00": 2.0, "section_01": 0.5, "section_02": 1.0}
+    s = rng.normal(size=n) + y * np.vectorize(shift.get)(groups) + (domains == "target") * 0.7
+    return y, s, groups, domains
+
+
+def test_report_without_domains_matches_manual():
+    y, s, groups, _ = _three_sections()
+    report = dcase_report(y, s, groups)
+    names = ["section_00", "section_01", "section_02"]
+    assert list(report.index) == names + ["arithmetic mean", "harmonic mean"]
+    assert list(report.columns) == ["AUC", "pAUC"]
+    assert report.index.name == "section"
+    for g in names:
+        m = groups == g
+        assert report.loc[g, "AUC"] == roc_auc_score(y[m], s[m])
+        assert report.loc[g, "pAUC"] == roc_auc_score(y[m], s[m], max_fpr=0.1)
+    for col in ("AUC", "pAUC"):
+        values = report.loc[names, col].to_numpy()
+        assert report.loc["arithmetic mean", col] == pytest.approx(values.mean(), abs=1e-15)
+        assert report.loc["harmonic mean", col] == pytest.approx(hmean(values), abs=1e-15)
+    # the harmonic mean is below the arithmetic mean when sections differ
+    assert (report.loc["harmonic mean"] < report.loc["arithmetic mean"]).all()
+    # other max_fpr, string labels and integer groups
+    labels = np.where(y == 1, "anomaly", "normal")
+    ids = np.vectorize(lambda g: int(g[-1]))(groups)
+    other = dcase_report(labels, s, ids, max_fpr=0.3)
+    m = groups == "section_01"
+    assert other.loc["1", "pAUC"] == roc_auc_score(y[m], s[m], max_fpr=0.3)
+
+
+def test_report_with_domains_follows_dcase_rule():
+    y, s, groups, domains = _three_sections(1)
+    report = dcase_report(y, s, groups, domains=domains)
+    assert list(report.columns) == ["AUC (source)", "AUC (target)", "pAUC"]
+    for g in ["section_00", "section_01", "section_02"]:
+        m = groups == g
+        for d in ("source", "target"):
+            sel = m & ((domains == d) | (y == 1))
+            assert report.loc[g, f"AUC ({d})"] == roc_auc_score(y[sel], s[sel])
+        assert report.loc[g, "pAUC"] == roc_auc_score(y[m], s[m], max_fpr=0.1)
+    values = report.iloc[:3].to_numpy()
+    np.testing.assert_allclose(report.loc["arithmetic mean"], values.mean(0), rtol=1e-15)
+    np.testing.assert_allclose(report.loc["harmonic mean"], hmean(values, axis=0), rtol=1e-15)
+
+
+def test_report_domain_auc_uses_anomalies_of_both_domains():
+    # source normals .1 .2, target normals .5 .6, source anomaly .3, target anomaly .7
+    y = [0, 0, 0, 0, 1, 1]
+    s = [0.1, 0.2, 0.5, 0.6, 0.3, 0.7]
+    domains = ["source", "source", "target", "target", "source", "target"]
+    report = dcase_report(y, s, ["section_00"] * 6, domains=domains)
+    assert report.loc["section_00", "AUC (source)"] == 1.0  # {.1,.2} vs {.3,.7}
+    assert report.loc["section_00", "AUC (target)"] == 0.5  # {.5,.6} vs {.3,.7}: 2 of 4 pairs
+    assert report.loc["section_00", "pAUC"] == roc_auc_score(y, s, max_fpr=0.1)
+
+
+def test_report_harmonic_mean_floors_zero_at_eps():
+    y = [0, 1, 0, 1]
+    report = dcase_report(y, [0, 1, 1, 0], ["a", "a", "b", "b"])
+    assert report.loc["b", "AUC"] == 0.0
+    assert report.loc["harmonic mean", "AUC"] == pytest.approx(2 * sys.float_info.epsilon)
+    assert report.loc["arithmetic mean", "AUC"] == 0.5
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(groups=["a", "a", "b", "b"]), "group 'b' holds only normal clips"),
+        (dict(groups=["a", "a", "b"]), r"one machine ID/section per clip: 4 clips, got shape \(3,\)"),
+        (dict(groups=["a", None, "a", "a"]), "groups contains missing values"),
+        (dict(groups=["a"] * 4, domains=["source"] * 3), "one 'source'/'target' per clip"),
+        (dict(groups=["a"] * 4, domains=["source", None, "target", "x"]), r"found \[None, 'x'\]"),
+        (dict(groups=["a"] * 4, domains=["source", "target", "source", "source"]),
+         "group 'a' has no target-domain normal clips"),
+    ],
+)
+def test_report_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        dcase_report([0, 1, 0, 0], [0.1, 0.9, 0.2, 0.3], **kwargs)
+
+
+def test_report_propagates_score_errors():
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        dcase_report([0, 1], [np.nan, 1], ["a", "a"])
+    with pytest.raises(ValueError, match="different lengths"):
+        dcase_report([0, 1], [0, 1, 2], ["a", "a"])
