@@ -82,8 +82,12 @@ class LossHistoryDisplay:
                 f"got shape {train.shape}."
             )
         n_epochs = train.size
-        valid = None if self.valid_loss is None else _per_epoch(self.valid_loss, "valid_loss", n_epochs)
-        epochs = np.arange(1, n_epochs + 1) if self.epochs is None else _per_epoch(self.epochs, "epochs", n_epochs)
+        valid = self.valid_loss
+        if valid is not None:
+            valid = _per_epoch(valid, "valid_loss", n_epochs)
+        epochs = np.arange(1, n_epochs + 1)
+        if self.epochs is not None:
+            epochs = _per_epoch(self.epochs, "epochs", n_epochs)
         if ax is None:
             _, ax = plt.subplots()
         line_kw = {"marker": "o", "markersize": 3, **kwargs}

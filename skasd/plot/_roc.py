@@ -103,7 +103,8 @@ class RocDisplay:
             _, ax = plt.subplots()
         name = self.name if name is None else name
         label = f"AUC = {self.roc_auc:.3f}, pAUC = {self.pauc:.3f}"
-        (self.line_,) = ax.plot(fpr, tpr, **{"label": f"{name} ({label})" if name else label, **kwargs})
+        label = f"{name} ({label})" if name else label
+        (self.line_,) = ax.plot(fpr, tpr, **{"label": label, **kwargs})
         self.pauc_region_ = ax.fill_between(
             *_partial_curve(fpr, tpr, self.max_fpr),
             color=self.line_.get_color(),
@@ -147,10 +148,9 @@ class RocDisplay:
         """
         scores, y = _check_scores(anomaly_score, y_true, require_both_classes=True)
         pauc = roc_auc_score(y, scores, max_fpr=max_fpr)
+        roc_auc = roc_auc_score(y, scores)
         fpr, tpr, _ = roc_curve(y, scores)
-        disp = cls(
-            fpr=fpr, tpr=tpr, roc_auc=roc_auc_score(y, scores), pauc=pauc, max_fpr=max_fpr, name=name
-        )
+        disp = cls(fpr=fpr, tpr=tpr, roc_auc=roc_auc, pauc=pauc, max_fpr=max_fpr, name=name)
         return disp.plot(ax=ax, **kwargs)
 
     @classmethod

@@ -137,16 +137,22 @@ class ScoreHistogramDisplay:
         if ax is None:
             _, ax = plt.subplots()
         edges = np.histogram_bin_edges(scores, bins=bins)
-        groups = {"all": scores} if y is None else {"normal": scores[y == 0], "anomaly": scores[y == 1]}
+        if y is None:
+            groups = {"all": scores}
+        else:
+            groups = {"normal": scores[y == 0], "anomaly": scores[y == 1]}
         hist_kw = {"alpha": 0.6 if y is not None else 1.0, **kwargs}
         self.bars_ = {}
         for group, values in groups.items():
             label = f"{'all clips' if group == 'all' else group} (n={values.size})"
-            *_, self.bars_[group] = ax.hist(values, bins=edges, density=density, label=label, **hist_kw)
+            *_, self.bars_[group] = ax.hist(
+                values, bins=edges, density=density, label=label, **hist_kw
+            )
         self.threshold_line_ = None
         if self.threshold is not None:
             self.threshold_line_ = ax.axvline(
-                self.threshold, color="k", linestyle="--", label=f"threshold = {self.threshold:.4g}"
+                self.threshold, color="k", linestyle="--",
+                label=f"threshold = {self.threshold:.4g}",
             )
         ax.set(
             xlabel="Anomaly score (higher = more anomalous)",

@@ -70,7 +70,9 @@ class SpectrogramDisplay:
     (64, 32)
     """
 
-    def __init__(self, *, S, sr=16000, hop_length=512, kind="logmel", fmin=0.0, fmax=None, name=None):
+    def __init__(
+        self, *, S, sr=16000, hop_length=512, kind="logmel", fmin=0.0, fmax=None, name=None
+    ):
         self.S = S
         self.sr = sr
         self.hop_length = hop_length
@@ -199,10 +201,11 @@ def plot_clips(
     >>> from skasd.plot import plot_clips
     >>> rng = np.random.RandomState(0)
     >>> def logmel(clip):
-    ...     S = librosa.feature.melspectrogram(y=clip, sr=16000, n_fft=1024, hop_length=512, n_mels=64)
+    ...     S = librosa.feature.melspectrogram(y=clip, sr=16000, hop_length=512, n_mels=64)
     ...     return librosa.power_to_db(S)
+    >>> tone = np.sin(2 * np.pi * 3000 * np.arange(16000) / 16000)
     >>> normal = logmel(rng.randn(16000))
-    >>> anomalous = logmel(rng.randn(16000) + np.sin(2 * np.pi * 3000 * np.arange(16000) / 16000))
+    >>> anomalous = logmel(rng.randn(16000) + tone)
     >>> displays = plot_clips(normal, anomalous)
     >>> [d.ax_.get_title() for d in displays[0]]
     ['Normal', 'Anomalous']
@@ -210,7 +213,10 @@ def plot_clips(
     import matplotlib.pyplot as plt
 
     _check_kind(kind)
-    columns = [_as_clips(features_normal, "features_normal"), _as_clips(features_anomalous, "features_anomalous")]
+    columns = [
+        _as_clips(features_normal, "features_normal"),
+        _as_clips(features_anomalous, "features_anomalous"),
+    ]
     if len(titles) != 2:
         raise ValueError(f"titles must hold 2 strings (normal, anomalous); got {titles!r}.")
     everything = np.concatenate([S.ravel() for clips in columns for S in clips])
