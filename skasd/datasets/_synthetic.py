@@ -1,0 +1,260 @@
+"""Synthetic machine sounds with loudness-matched, labelled anomalies (for tests and the demo)."""
+
+import numbers
+import zlib
+
+import numpy as np
+from scipy.fft import irfft, rfftfreq
+from sklearn.utils import Bunch, check_random_state
+
+__all__ = ["make_machine_sounds", "ANOMALY_TYPES"]
+
+ANOMALY_TYPES = ("harmonic", "drift", "knock", "dropout")
+MIN_SR = 8000
+MIN_DURATION = 0.1
+_TABLE = 4096  # samples in one wavetable cycle (at half the fundamental, so half-order partials fit)
+LOUDNESS_DBFS = (-34.0, -28.0)  # every clip's RMS level, normal or not, is drawn uniformly from here
+# Anomaly severities, each drawn uniformly from its range per clip:
+HALF_ORDER_DB = (-14.0, -4.0)  # half-order partials, relative to their neighbouring harmonics
+BOOST_DB = (5.0, 10.0)  # gain of a group of 3-6 harmonics
+DRIFT = (0.003, 0.012)  # relative change of the fundamental by the end of the clip
+KNOCK_PEAK = (1.5, 4.0)  # knock peak amplitudes, in units of the clip's RMS before the knocks
+KNOCK_RATE = (0.3, 2.0)  # knocks per second
+DROPOUT_DB = (-15.0, -4.0)  # tone level during a dropout
+DROPOUT_S = (0.04, 0.15)  # length of one dropout in seconds
+DROPOUT_COUNT = (1, 3)  # dropouts per clip
+
+DESCR = """\
+Synthetic machine sounds
+------------------------
+Each machine ID (its parameters depend only on the ID's name) is a harmonic motor tone (own
+fundamental, harmonic weights and resonance), periodic mechanical clicks at its own rate and
+resonance, and coloured broadband noise with its own slope and resonances. Normal clips vary
+slightly: fundamental (0.4 %), harmonic weights (0.75 dB), phases, click timing, noise and click
+levels (1 dB). Anomalies, with a random severity each:
+
+- harmonic: half-order partials (looseness) or a boosted group of harmonics,
+- drift: the fundamental drifts by 1-4 % from a random moment on,
+- knock: irregular impacts (a structural resonance plus a click),
+- dropout: the motor tone drops out (10-30 dB) for a few short stretches.
+
+Every clip's RMS level, normal or anomalous, is drawn from one distribution (uniform in
+-30..-24 dBFS) and imposed by normalisation, so loudness alone cannot find the anomalies.
+"""
+
+
+def _db(x):
+    return 10.0 ** (np.asarray(x) / 20.0)
+
+
+def _decay(freq, tau, sr):
+    """``exp(-t / tau) * sin(2 pi freq t)`` over five time constants."""
+    t = np.arange(int(5 * tau * sr) + 1) / sr
+    return np.exp(-t / tau) * np.sin(2 * np.pi * freq * t)
+
+
+def _place(signal, kernel, times, amplitudes, sr):
+    """Add ``amplitude * kernel`` at each time (seconds) into ``signal``, cut at its end."""
+    for start, amplitude in zip(np.round(times * sr).astype(np.intp), amplitudes):
+        if 0 <= start < signal.size:
+            part = kernel[: signal.size - start]
+            signal[start : start + part.size] += amplitude * part
+    return signal
+
+
+def _machine(machine_id, n_samples, sr):
+    """The sound of one machine ID: parameters drawn from a seed that depends only on its name."""
+    rs = np.random.RandomState(zlib.crc32(machine_id.encode()))
+    f0 = np.exp(rs.uniform(np.log(50.0), np.log(320.0)))
+    n_harmonics = int(min(48, 0.4 * sr / (f0 * 1.06)))  # headroom for jitter and drift below Nyquist
+    harmonics = np.arange(1, n_harmonics + 1)
+    formant = rs.uniform(6, 18) * np.exp(
+        -0.5 * ((np.log(f0 * harmonics) - rs.uniform(np.log(300), np.log(0.3 * sr))) / rs.uniform(0.3, 0.8)) ** 2
+    )
+    harmonic_db = -rs.uniform(4, 9) * np.log2(harmonics) + formant + rs.normal(0, 4, n_harmonics)
+
+    freqs = np.maximum(rfftfreq(n_samples, 1.0 / sr), 20.0)
+    noise_db = -10 * rs.uniform(0.5, 1.8) * np.log10(freqs / 1000.0)
+    for _ in range(2):
+        centre, width = rs.uniform(np.log(150), np.log(0.4 * sr)), rs.uniform(0.1, 0.4)
+        noise_db += rs.uniform(4, 12) * np.exp(-0.5 * ((np.log(freqs) - centre) / width) ** 2)
+    noise_shape = _db(noise_db)
+    click = _decay(np.exp(rs.uniform(np.log(600), np.log(0.35 * sr))), rs.uniform(0.003, 0.01), sr)
+    return dict(
+        f0=f0, harmonic_db=harmonic_db, t=np.arange(n_samples) / sr,
+        noise_shape=noise_shape / np.sqrt(np.mean(noise_shape**2)), noise_db=rs.uniform(-8, -2),
+        click=click, click_rate=rs.uniform(2.0, 10.0), click_db=rs.uniform(-9, -3),
+    )
+
+
+def _tone(m, kind, g, sr):
+    """Motor tone by wavetable synthesis (unit RMS before anomalies), the table cycling at f0 / 2."""
+    n_h = len(m["harmonic_db"])
+    amplitudes = np.zeros(_TABLE // 2 + 1)
+    amplitudes[2 : 2 * n_h + 1 : 2] = _db(m["harmonic_db"] + g.normal(0, 0.75, n_h))
+    amplitudes /= np.sqrt(np.sum(amplitudes**2) / 2)
+    if kind == "harmonic":
+        low, count = g.integers(0, max(1, n_h - 6)), g.integers(3, 7)
+        if g.random() < 0.5:  # half-order partials between harmonics low + 1 .. low + count + 1
+            idx = np.arange(2 * low + 3, 2 * (low + count) + 2, 2)
+            amplitudes[idx] = (amplitudes[idx - 1] + amplitudes[idx + 1]) / 2 * _db(g.uniform(*HALF_ORDER_DB))
+        else:  # a group of harmonics grows
+            amplitudes[2 * (low + 1) : 2 * (low + count) + 1 : 2] *= _db(g.uniform(*BOOST_DB))
+    spectrum = amplitudes * np.exp(1j * (g.uniform(0, 2 * np.pi, amplitudes.size) - np.pi / 2)) * (_TABLE / 2)
+    table = irfft(spectrum, _TABLE)
+    table = np.stack([table, np.roll(table, -1) - table], axis=1)  # value, slope to the next sample
+
+    t = m["t"]
+    cycles = g.random() + m["f0"] * (1 + g.normal(0, 0.004)) / 2 * t
+    if kind == "drift":  # f0 * (1 + depth * ramp), ramp rising from 0 at `start` to 1 at the end
+        start = g.uniform(0, 0.5) * t[-1]
+        ramp_integral = np.maximum(t - start, 0) ** 2 / (2 * (t[-1] - start))
+        cycles += g.choice([-1, 1]) * g.uniform(*DRIFT) * m["f0"] / 2 * ramp_integral
+    position = np.mod(cycles * _TABLE, _TABLE, out=cycles)
+    index = position.astype(np.intp)
+    value_slope = table[index]  # linear interpolation, in place for speed
+    tone = np.multiply(np.subtract(position, index, out=position), value_slope[:, 1], out=position)
+    tone += value_slope[:, 0]
+    if kind == "dropout":
+        gate = np.ones_like(t)
+        for _ in range(g.integers(DROPOUT_COUNT[0], DROPOUT_COUNT[1] + 1)):
+            start, length = g.uniform(0, t[-1]), g.uniform(*DROPOUT_S)
+            box = np.clip(np.minimum(t - start, start + length - t) / 0.005, 0, 1)  # 5 ms ramps
+            gate -= (1 - _db(g.uniform(*DROPOUT_DB))) * box
+        tone *= np.clip(gate, 0, 1)
+    return tone
+
+
+def _background(m, kind, g, sr):
+    """Coloured noise (shaped in the frequency domain), periodic clicks and, for knocks, impacts."""
+    n_samples, duration = m["t"].size, m["t"].size / sr
+    size = m["noise_shape"].size
+    noise = irfft((g.standard_normal(size) + 1j * g.standard_normal(size)) * m["noise_shape"], n_samples)
+    noise *= _db(m["noise_db"] + g.normal(0, 1)) / np.sqrt(np.mean(noise**2))
+
+    rate = m["click_rate"] * (1 + g.normal(0, 0.01))
+    times = g.uniform(0, 1 / rate) + np.arange(int(duration * rate) + 1) / rate + g.normal(0, 0.03 / rate)
+    clicks = _place(np.zeros(n_samples), m["click"], times, g.lognormal(0, 0.15, times.size), sr)
+    clicks *= _db(m["click_db"] + g.normal(0, 1)) / np.sqrt(rate * np.sum(m["click"] ** 2) / sr)  # expected RMS
+    background = noise + clicks
+    if kind == "knock":
+        kernel = _decay(g.uniform(150, 1500), g.uniform(0.005, 0.025), sr)
+        click = _decay(g.uniform(2000, 0.3 * sr), g.uniform(0.0005, 0.0015), sr)
+        kernel[: click.size] += 0.5 * click
+        kernel /= np.abs(kernel).max()
+        times = g.uniform(0, duration, max(1, g.poisson(g.uniform(*KNOCK_RATE) * duration)))
+        mix_rms = np.sqrt(1 + np.mean(background**2))  # the tone has unit RMS
+        peaks = mix_rms * g.uniform(*KNOCK_PEAK) * g.lognormal(0, 0.2, times.size)
+        _place(background, kernel, times, peaks, sr)
+    return background
+
+
+def _clip(m, kind, seed, sr):
+    g = np.random.default_rng(seed)
+    x = _tone(m, kind, g, sr) + _background(m, kind, g, sr)
+    return x * (_db(g.uniform(*LOUDNESS_DBFS)) / np.sqrt(np.mean(x**2)))
+
+
+def _check_count(value, name):
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    return int(value)
+
+
+def _check_names(value, name, allowed=None):
+    names = (value,) if isinstance(value, str) else value
+    if not isinstance(names, (list, tuple)) or not names or not all(isinstance(n, str) and n for n in names):
+        raise ValueError(f"{name} must be a non-empty string or a non-empty list of them, got {value!r}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"{name} must not repeat a name, got {list(names)}")
+    if allowed is not None and not set(names) <= set(allowed):
+        raise ValueError(f"unknown {name} {sorted(set(names) - set(allowed))}; choose from {list(allowed)}")
+    return tuple(names)
+
+
+def make_machine_sounds(
+    n_normal=100,
+    n_anomaly=20,
+    machine_ids=("id_00",),
+    duration=10.0,
+    sr=16000,
+    anomaly_types=None,
+    random_state=None,
+    return_X_y=False,
+):
+    """Generate machine-like sounds with labelled anomalies at the same loudness as the normals.
+
+    Each machine ID is a harmonic motor tone, periodic mechanical clicks and coloured broadband
+    noise, all with ID-specific parameters that depend only on the ID's name (so sets generated
+    with different ``random_state`` come from the same machines). Normal clips vary slightly;
+    anomalies are ``"harmonic"`` (half-order partials or a boosted group of harmonics),
+    ``"drift"`` (the fundamental drifts), ``"knock"`` (irregular impacts) and ``"dropout"``
+    (the tone drops out for short stretches), each with a random severity. Every clip's RMS level
+    is drawn from the same distribution (uniform in -30..-24 dBFS), so a loudness meter scores
+    at chance while a model of the spectrum can find the anomalies.
+
+    Parameters
+    ----------
+    n_normal : int, default=100
+        Normal clips per machine ID.
+    n_anomaly : int, default=20
+        Anomalous clips per machine ID; the anomaly types take turns, so they are balanced.
+    machine_ids : str or sequence of str, default=("id_00",)
+        Names of the machines to generate.
+    duration : float, default=10.0
+        Clip length in seconds (at least 0.1).
+    sr : int, default=16000
+        Sample rate in Hz (at least 8000).
+    anomaly_types : str or sequence of str, default=None
+        Subset of ``("harmonic", "drift", "knock", "dropout")``; None means all of them.
+    random_state : int, RandomState instance or None, default=None
+        Seed for the clip-to-clip variation and the anomalies.
+    return_X_y : bool, default=False
+        Return ``(data, target)`` instead of a Bunch.
+
+    Returns
+    -------
+    data : Bunch
+        ``data`` float32 waveforms of shape ``(n_clips, round(duration * sr))`` in [-1, 1];
+        ``target`` int array, 1 = anomaly, 0 = normal; ``machine_id`` and ``anomaly_type``
+        (``"normal"`` for normal clips) str arrays; ``sr``; ``DESCR``. Clips are ordered by
+        machine ID, each ID's normals first.
+    (data, target) : tuple if ``return_X_y`` is True
+
+    Examples
+    --------
+    >>> from skasd.datasets import make_machine_sounds
+    >>> sounds = make_machine_sounds(n_normal=4, n_anomaly=4, duration=1.0, random_state=0)
+    >>> sounds.data.shape, sounds.data.dtype, sounds.sr
+    ((8, 16000), dtype('float32'), 16000)
+    >>> sounds.target.tolist()
+    [0, 0, 0, 0, 1, 1, 1, 1]
+    >>> sounds.anomaly_type[4:].tolist()
+    ['harmonic', 'drift', 'knock', 'dropout']
+    """
+    n_normal, n_anomaly = _check_count(n_normal, "n_normal"), _check_count(n_anomaly, "n_anomaly")
+    if n_normal + n_anomaly == 0:
+        raise ValueError("n_normal + n_anomaly must be at least 1, got 0 clips")
+    machine_ids = _check_names(machine_ids, "machine_ids")
+    anomaly_types = ANOMALY_TYPES if anomaly_types is None else _check_names(anomaly_types, "anomaly_types", ANOMALY_TYPES)
+    if not isinstance(sr, numbers.Integral) or isinstance(sr, bool) or sr < MIN_SR:
+        raise ValueError(f"sr must be an integer of at least {MIN_SR} Hz, got {sr!r}")
+    if not isinstance(duration, numbers.Real) or not np.isfinite(duration) or duration < MIN_DURATION:
+        raise ValueError(f"duration must be a number of seconds of at least {MIN_DURATION}, got {duration!r}")
+    if not isinstance(return_X_y, (bool, np.bool_)):
+        raise ValueError(f"return_X_y must be True or False, got {return_X_y!r}")
+    rs = check_random_state(random_state)
+
+    n_samples = int(round(duration * sr))
+    kinds = ["normal"] * n_normal + [anomaly_types[i % len(anomaly_types)] for i in range(n_anomaly)]
+    anomaly_type = np.array(kinds * len(machine_ids))
+    machine_id = np.repeat(np.array(machine_ids), len(kinds))
+    seeds = rs.randint(np.iinfo(np.int32).max, size=machine_id.size)
+    machines = {name: _machine(name, n_samples, sr) for name in machine_ids}
+    data = np.empty((machine_id.size, n_samples), dtype=np.float32)
+    for i, (name, kind, seed) in enumerate(zip(machine_id, anomaly_type, seeds)):
+        data[i] = _clip(machines[name], kind, seed, sr)
+    target = (anomaly_type != "normal").astype(int)
+    if return_X_y:
+        return data, target
+    return Bunch(data=data, target=target, machine_id=machine_id, anomaly_type=anomaly_type, sr=int(sr), DESCR=DESCR)

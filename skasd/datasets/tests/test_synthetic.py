@@ -1,0 +1,147 @@
+import librosa
+import numpy as np
+import pytest
+from sklearn.covariance import LedoitWolf
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from skasd.datasets import make_machine_sounds
+from skasd.datasets._synthetic import ANOMALY_TYPES, LOUDNESS_DBFS
+
+SEEDS = (0, 1, 2)
+
+
+def log_mel(data, sr):
+    """DCASE-baseline log-mel, (n_clips, 128, n_frames), computed with librosa."""
+    mel = librosa.feature.melspectrogram(y=data, sr=sr, n_fft=1024, hop_length=512, n_mels=128, power=2.0)
+    return 10 * np.log10(mel + np.finfo(float).eps)
+
+
+def mel_stats(data, sr):
+    """Per-mel mean and standard deviation over time: the simple baseline's features."""
+    features = log_mel(data, sr)
+    return np.concatenate([features.mean(-1), features.std(-1)], axis=1)
+
+
+@pytest.fixture(scope="module")
+def default_sets():
+    """The set the workflow tests use (60 normals, 20 anomalies, 10 s), for three seeds, with features."""
+    sets = []
+    for seed in SEEDS:
+        sounds = make_machine_sounds(n_normal=60, n_anomaly=20, random_state=seed)
+        sets.append((sounds, mel_stats(sounds.data, sounds.sr)))
+    return sets
+
+
+def test_bunch_shapes_dtypes_and_order():
+    sounds = make_machine_sounds(n_normal=3, n_anomaly=5, machine_ids=("pump_a", "pump_b"), duration=1.0, random_state=0)
+    assert sounds.data.shape == (16, 16000) and sounds.data.dtype == np.float32
+    assert sounds.sr == 16000 and isinstance(sounds.sr, int)
+    assert sounds.target.tolist() == ([0] * 3 + [1] * 5) * 2
+    assert sounds.machine_id.tolist() == ["pump_a"] * 8 + ["pump_b"] * 8
+    assert sounds.anomaly_type[:8].tolist() == ["normal"] * 3 + ["harmonic", "drift", "knock", "dropout", "harmonic"]
+    assert np.array_equal(sounds.target, sounds.anomaly_type != "normal")
+    assert "loudness" in sounds.DESCR
+    X, y = make_machine_sounds(n_normal=3, n_anomaly=5, machine_ids=("pump_a", "pump_b"), duration=1.0,
+                               random_state=0, return_X_y=True)
+    np.testing.assert_array_equal(X, sounds.data)
+    np.testing.assert_array_equal(y, sounds.target)
+
+
+def test_other_rates_and_durations():
+    sounds = make_machine_sounds(n_normal=2, n_anomaly=4, duration=0.1234, sr=8000, random_state=0)
+    assert sounds.data.shape == (6, 987) and np.isfinite(sounds.data).all()
+    only_anomalies = make_machine_sounds(n_normal=0, n_anomaly=2, duration=0.5, anomaly_types="knock", random_state=0)
+    assert only_anomalies.anomaly_type.tolist() == ["knock", "knock"]
+    two_types = make_machine_sounds(n_normal=0, n_anomaly=3, duration=0.5, anomaly_types=["drift", "dropout"])
+    assert two_types.anomaly_type.tolist() == ["drift", "dropout", "drift"]
+
+
+def test_every_clip_in_range_at_a_loudness_drawn_from_the_shared_range():
+    sounds = make_machine_sounds(n_normal=2, n_anomaly=4, machine_ids=[f"id_{i:02d}" for i in range(15)], random_state=0)
+    assert np.abs(sounds.data).max() <= 1.0
+    rms_db = 10 * np.log10(np.mean(sounds.data.astype(float) ** 2, axis=1))
+    assert (rms_db >= LOUDNESS_DBFS[0] - 1e-3).all() and (rms_db <= LOUDNESS_DBFS[1] + 1e-3).all()
+
+
+def test_deterministic_for_a_seed_and_different_across_seeds():
+    kwargs = dict(n_normal=2, n_anomaly=4, duration=1.0)
+    a = make_machine_sounds(**kwargs, random_state=7).data
+    np.testing.assert_array_equal(a, make_machine_sounds(**kwargs, random_state=7).data)
+    np.testing.assert_array_equal(a, make_machine_sounds(**kwargs, random_state=np.random.RandomState(7)).data)
+    b = make_machine_sounds(**kwargs, random_state=8).data
+    assert not np.allclose(a, b)
+    assert all(not np.allclose(x, y) for x, y in zip(a, a[1:]))  # no two clips alike
+
+
+def test_machine_ids_are_separable_and_depend_only_on_their_names():
+    ids = ("id_00", "id_02", "id_04", "id_06")
+    train = make_machine_sounds(n_normal=8, n_anomaly=0, machine_ids=ids, duration=2.0, random_state=0)
+    test = make_machine_sounds(n_normal=8, n_anomaly=0, machine_ids=ids[::-1], duration=2.0, random_state=1)
+    means = [log_mel(s.data, s.sr).mean(-1) for s in (train, test)]
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(means[0], train.machine_id)
+    assert clf.score(means[1], test.machine_id) >= 0.95
+
+
+def test_loudness_alone_scores_at_chance(default_sets):
+    energy_auc = [roc_auc_score(s.target, np.mean(s.data.astype(float) ** 2, axis=1)) for s, _ in default_sets]
+    mean_log_mel_auc = [roc_auc_score(s.target, log_mel(s.data, s.sr).mean((1, 2))) for s, _ in default_sets]
+    assert 0.35 < np.mean(energy_auc) < 0.65, energy_auc
+    assert 0.35 < np.mean(mean_log_mel_auc) < 0.65, mean_log_mel_auc
+
+
+def mahalanobis_auc(sounds, features, seed):
+    """Fit on 40 normals; AUC on the other 20 normals and all anomalies, with the anomalies' types."""
+    normals = np.random.RandomState(seed).permutation(np.flatnonzero(sounds.target == 0))
+    scaler = StandardScaler().fit(features[normals[:40]])
+    model = LedoitWolf().fit(scaler.transform(features[normals[:40]]))
+    test = np.r_[normals[40:], np.flatnonzero(sounds.target == 1)]
+    score = model.mahalanobis(scaler.transform(features[test]))
+    energy = np.mean(sounds.data[test].astype(float) ** 2, axis=1)
+    return sounds.target[test], score, energy, sounds.anomaly_type[test]
+
+
+@pytest.mark.slow
+def test_spectral_baseline_finds_the_anomalies_but_not_trivially(default_sets):
+    results = [mahalanobis_auc(s, f, seed) for seed, (s, f) in zip(SEEDS, default_sets)]
+    auc = [roc_auc_score(y, score) for y, score, _, _ in results]
+    energy_auc = [roc_auc_score(y, energy) for y, _, energy, _ in results]
+    assert np.mean(auc) > 0.8 and min(auc) > 0.75, auc
+    assert np.mean(auc) - np.mean(energy_auc) > 0.2, (auc, energy_auc)
+    assert np.mean(auc) < 0.99, auc  # room for better models
+    y, score, _, types = map(np.concatenate, zip(*results))
+    for kind in ANOMALY_TYPES:  # every kind is found (5 clips per kind and seed, pooled)
+        keep = (types == "normal") | (types == kind)
+        assert roc_auc_score(y[keep], score[keep]) > 0.65, kind
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(n_normal=-1), "n_normal must be a non-negative integer, got -1"),
+        (dict(n_anomaly=2.5), "n_anomaly must be a non-negative integer, got 2.5"),
+        (dict(n_normal=True), "n_normal must be a non-negative integer, got True"),
+        (dict(n_normal=0, n_anomaly=0), "must be at least 1"),
+        (dict(machine_ids=()), "machine_ids must be a non-empty string"),
+        (dict(machine_ids=["id_00", ""]), "machine_ids must be a non-empty string"),
+        (dict(machine_ids=["id_00", "id_00"]), "machine_ids must not repeat a name"),
+        (dict(anomaly_types=["knock", "squeak"]), r"unknown anomaly_types \['squeak'\]; choose from"),
+        (dict(anomaly_types=[]), "anomaly_types must be a non-empty string"),
+        (dict(duration=0.01), "duration must be a number of seconds of at least 0.1, got 0.01"),
+        (dict(duration=float("nan")), "duration must be a number"),
+        (dict(duration="10"), "duration must be a number"),
+        (dict(sr=4000), "sr must be an integer of at least 8000 Hz, got 4000"),
+        (dict(sr=16000.0), "sr must be an integer"),
+        (dict(return_X_y="yes"), "return_X_y must be True or False"),
+    ],
+)
+def test_argument_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        make_machine_sounds(**{"duration": 0.5, **kwargs})
+
+
+def test_bad_random_state():
+    with pytest.raises(ValueError, match="cannot be used to seed"):
+        make_machine_sounds(n_normal=1, n_anomaly=0, duration=0.5, random_state="seed")
