@@ -79,7 +79,7 @@ def _as_filter(value, name):
     if value is None:
         return None
     values = (value,) if isinstance(value, str) else value
-    if not isinstance(values, (list, tuple, set)) or not values or not all(isinstance(v, str) for v in values):
+    if not (isinstance(values, (list, tuple, set)) and values and all(isinstance(v, str) for v in values)):
         raise TypeError(f"{name} must be a string or a list of strings, got {value!r}")
     return values
 
@@ -143,8 +143,10 @@ def load_dcase(root, machine_type=None, split=None, on_unknown="warn"):
     ...     (root / "ToyCar" / name).parent.mkdir(parents=True, exist_ok=True)
     ...     (root / "ToyCar" / name).touch()
     >>> df = load_dcase(root)
-    >>> df[["machine_type", "split", "section_or_id", "domain", "label"]].to_string(index=False)
-    'machine_type split section_or_id domain   label\\n      ToyCar  test    section_00 target anomaly\\n      ToyCar train    section_00 source  normal'
+    >>> print(df[["machine_type", "split", "section_or_id", "domain", "label"]])
+      machine_type  split section_or_id  domain    label
+    0       ToyCar   test    section_00  target  anomaly
+    1       ToyCar  train    section_00  source   normal
     >>> df["attributes"].iloc[1]
     {'car': 'C2', 'spd': '34V', 'mic': '1'}
     """
@@ -162,7 +164,8 @@ def load_dcase(root, machine_type=None, split=None, on_unknown="warn"):
     files = sorted((p for p in root.rglob("*") if p.is_file()), key=str)
     audio = [p for p in files if p.suffix.lower() in AUDIO_EXTENSIONS]
     if not audio:
-        found = f"{len(files)} other files: {_listing([p.relative_to(root) for p in files])}" if files else "nothing"
+        others = [p.relative_to(root) for p in files]
+        found = f"{len(files)} other files: {_listing(others)}" if files else "nothing"
         raise ValueError(f"no .wav/.flac audio files under {root} (found {found})")
 
     rows, unknown = [], []
@@ -181,13 +184,16 @@ def load_dcase(root, machine_type=None, split=None, on_unknown="warn"):
             raise ValueError(message)
         warnings.warn(message + "; they are left out", UserWarning, stacklevel=2)
 
-    df = pd.DataFrame(rows, columns=COLUMNS, dtype=object)  # object keeps None (not NaN) in split/domain/label
+    # object dtype keeps None (not NaN) in split/domain/label
+    df = pd.DataFrame(rows, columns=COLUMNS, dtype=object)
     df = df.astype({"path": str, "machine_type": str, "section_or_id": str})
     for name, values in (("machine_type", machine_types), ("split", splits)):
         if values is not None:
             keep = df[name].isin(list(values))
             if not keep.any():
                 found = sorted({str(v) for v in df[name]})
-                raise ValueError(f"no clips with {name} in {list(values)} under {root}; found {name}: {found}")
+                raise ValueError(
+                    f"no clips with {name} in {list(values)} under {root}; found {name}: {found}"
+                )
             df = df[keep]
     return df.reset_index(drop=True)

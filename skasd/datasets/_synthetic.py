@@ -14,32 +14,42 @@ MIN_SR = 8000
 MIN_DURATION = 0.1
 _TABLE = 4096  # samples in one wavetable cycle (at half the fundamental, so half-order partials fit)
 LOUDNESS_DBFS = (-34.0, -28.0)  # every clip's RMS level, normal or not, is drawn uniformly from here
+# Normal clip-to-clip variation (standard deviations):
+F0_JITTER = 0.006  # relative, of the fundamental
+HARMONIC_JITTER_DB = 1.25  # of each harmonic's level
+LEVEL_JITTER_DB = 1.5  # of the noise and click levels
 # Anomaly severities, each drawn uniformly from its range per clip:
-HALF_ORDER_DB = (-14.0, -4.0)  # half-order partials, relative to their neighbouring harmonics
-BOOST_DB = (5.0, 10.0)  # gain of a group of 3-6 harmonics
-DRIFT = (0.003, 0.012)  # relative change of the fundamental by the end of the clip
-KNOCK_PEAK = (1.5, 4.0)  # knock peak amplitudes, in units of the clip's RMS before the knocks
+HALF_ORDER_DB = (-14.0, 0.0)  # half-order partials, relative to their neighbouring harmonics
+BOOST_DB = (5.0, 14.0)  # gain of a group of 3-6 harmonics
+DRIFT = (0.003, 0.03)  # relative change of the fundamental by the end of the clip
+KNOCK_PEAK = (1.5, 8.0)  # knock peak amplitudes, in units of the clip's RMS before the knocks
 KNOCK_RATE = (0.3, 2.0)  # knocks per second
-DROPOUT_DB = (-15.0, -4.0)  # tone level during a dropout
-DROPOUT_S = (0.04, 0.15)  # length of one dropout in seconds
-DROPOUT_COUNT = (1, 3)  # dropouts per clip
+DROPOUT_DB = (-25.0, -4.0)  # tone level during a dropout
+DROPOUT_S = (0.04, 0.4)  # length of one dropout in seconds
+DROPOUT_COUNT = (1, 4)  # dropouts per clip
 
-DESCR = """\
+DESCR = f"""\
 Synthetic machine sounds
 ------------------------
-Each machine ID (its parameters depend only on the ID's name) is a harmonic motor tone (own
-fundamental, harmonic weights and resonance), periodic mechanical clicks at its own rate and
-resonance, and coloured broadband noise with its own slope and resonances. Normal clips vary
-slightly: fundamental (0.4 %), harmonic weights (0.75 dB), phases, click timing, noise and click
-levels (1 dB). Anomalies, with a random severity each:
+Each machine ID (its parameters depend only on the ID's name) is a harmonic motor tone
+(own fundamental, harmonic weights and resonance), periodic mechanical clicks at its own
+rate and resonance, and coloured broadband noise with its own slope and resonances.
+Normal clips vary slightly (standard deviations): fundamental {F0_JITTER:.1%}, harmonic
+levels {HARMONIC_JITTER_DB} dB, noise and click levels {LEVEL_JITTER_DB} dB; phases and click
+timing are random. Anomalies, each with a severity drawn uniformly from a range:
 
-- harmonic: half-order partials (looseness) or a boosted group of harmonics,
-- drift: the fundamental drifts by 1-4 % from a random moment on,
-- knock: irregular impacts (a structural resonance plus a click),
-- dropout: the motor tone drops out (10-30 dB) for a few short stretches.
+- harmonic: half-order partials at {HALF_ORDER_DB[0]:g} to {HALF_ORDER_DB[1]:g} dB relative to
+  their neighbours, or a group of 3-6 harmonics raised by {BOOST_DB[0]:g} to {BOOST_DB[1]:g} dB;
+- drift: from a random moment in the first half, the fundamental drifts by
+  {DRIFT[0]:.1%} to {DRIFT[1]:.1%} by the end of the clip;
+- knock: {KNOCK_RATE[0]:g} to {KNOCK_RATE[1]:g} irregular impacts per second (a structural
+  resonance plus a click), peaking at {KNOCK_PEAK[0]:g} to {KNOCK_PEAK[1]:g} times the RMS;
+- dropout: {DROPOUT_COUNT[0]} to {DROPOUT_COUNT[1]} times, the motor tone drops to
+  {DROPOUT_DB[0]:g} to {DROPOUT_DB[1]:g} dB for {DROPOUT_S[0]:g} to {DROPOUT_S[1]:g} s.
 
-Every clip's RMS level, normal or anomalous, is drawn from one distribution (uniform in
--30..-24 dBFS) and imposed by normalisation, so loudness alone cannot find the anomalies.
+Every clip's RMS level, normal or anomalous, is drawn from one distribution (uniform
+in {LOUDNESS_DBFS[0]:g} to {LOUDNESS_DBFS[1]:g} dBFS) and imposed by normalisation, so
+loudness alone cannot find the anomalies.
 """
 
 
@@ -68,9 +78,8 @@ def _machine(machine_id, n_samples, sr):
     f0 = np.exp(rs.uniform(np.log(50.0), np.log(320.0)))
     n_harmonics = int(min(48, 0.4 * sr / (f0 * 1.06)))  # headroom for jitter and drift below Nyquist
     harmonics = np.arange(1, n_harmonics + 1)
-    formant = rs.uniform(6, 18) * np.exp(
-        -0.5 * ((np.log(f0 * harmonics) - rs.uniform(np.log(300), np.log(0.3 * sr))) / rs.uniform(0.3, 0.8)) ** 2
-    )
+    gain, centre, width = rs.uniform(6, 18), rs.uniform(np.log(300), np.log(0.3 * sr)), rs.uniform(0.3, 0.8)
+    formant = gain * np.exp(-0.5 * ((np.log(f0 * harmonics) - centre) / width) ** 2)
     harmonic_db = -rs.uniform(4, 9) * np.log2(harmonics) + formant + rs.normal(0, 4, n_harmonics)
 
     freqs = np.maximum(rfftfreq(n_samples, 1.0 / sr), 20.0)
@@ -91,7 +100,7 @@ def _tone(m, kind, g, sr):
     """Motor tone by wavetable synthesis (unit RMS before anomalies), the table cycling at f0 / 2."""
     n_h = len(m["harmonic_db"])
     amplitudes = np.zeros(_TABLE // 2 + 1)
-    amplitudes[2 : 2 * n_h + 1 : 2] = _db(m["harmonic_db"] + g.normal(0, 0.75, n_h))
+    amplitudes[2 : 2 * n_h + 1 : 2] = _db(m["harmonic_db"] + g.normal(0, HARMONIC_JITTER_DB, n_h))
     amplitudes /= np.sqrt(np.sum(amplitudes**2) / 2)
     if kind == "harmonic":
         low, count = g.integers(0, max(1, n_h - 6)), g.integers(3, 7)
@@ -105,7 +114,7 @@ def _tone(m, kind, g, sr):
     table = np.stack([table, np.roll(table, -1) - table], axis=1)  # value, slope to the next sample
 
     t = m["t"]
-    cycles = g.random() + m["f0"] * (1 + g.normal(0, 0.004)) / 2 * t
+    cycles = g.random() + m["f0"] * (1 + g.normal(0, F0_JITTER)) / 2 * t
     if kind == "drift":  # f0 * (1 + depth * ramp), ramp rising from 0 at `start` to 1 at the end
         start = g.uniform(0, 0.5) * t[-1]
         ramp_integral = np.maximum(t - start, 0) ** 2 / (2 * (t[-1] - start))
@@ -130,12 +139,13 @@ def _background(m, kind, g, sr):
     n_samples, duration = m["t"].size, m["t"].size / sr
     size = m["noise_shape"].size
     noise = irfft((g.standard_normal(size) + 1j * g.standard_normal(size)) * m["noise_shape"], n_samples)
-    noise *= _db(m["noise_db"] + g.normal(0, 1)) / np.sqrt(np.mean(noise**2))
+    noise *= _db(m["noise_db"] + g.normal(0, LEVEL_JITTER_DB)) / np.sqrt(np.mean(noise**2))
 
     rate = m["click_rate"] * (1 + g.normal(0, 0.01))
     times = g.uniform(0, 1 / rate) + np.arange(int(duration * rate) + 1) / rate + g.normal(0, 0.03 / rate)
     clicks = _place(np.zeros(n_samples), m["click"], times, g.lognormal(0, 0.15, times.size), sr)
-    clicks *= _db(m["click_db"] + g.normal(0, 1)) / np.sqrt(rate * np.sum(m["click"] ** 2) / sr)  # expected RMS
+    expected_rms = np.sqrt(rate * np.sum(m["click"] ** 2) / sr)  # also when no click falls in a short clip
+    clicks *= _db(m["click_db"] + g.normal(0, LEVEL_JITTER_DB)) / expected_rms
     background = noise + clicks
     if kind == "knock":
         kernel = _decay(g.uniform(150, 1500), g.uniform(0.005, 0.025), sr)
@@ -236,7 +246,9 @@ def make_machine_sounds(
     if n_normal + n_anomaly == 0:
         raise ValueError("n_normal + n_anomaly must be at least 1, got 0 clips")
     machine_ids = _check_names(machine_ids, "machine_ids")
-    anomaly_types = ANOMALY_TYPES if anomaly_types is None else _check_names(anomaly_types, "anomaly_types", ANOMALY_TYPES)
+    if anomaly_types is None:
+        anomaly_types = ANOMALY_TYPES
+    anomaly_types = _check_names(anomaly_types, "anomaly_types", ANOMALY_TYPES)
     if not isinstance(sr, numbers.Integral) or isinstance(sr, bool) or sr < MIN_SR:
         raise ValueError(f"sr must be an integer of at least {MIN_SR} Hz, got {sr!r}")
     if not isinstance(duration, numbers.Real) or not np.isfinite(duration) or duration < MIN_DURATION:
@@ -257,4 +269,6 @@ def make_machine_sounds(
     target = (anomaly_type != "normal").astype(int)
     if return_X_y:
         return data, target
-    return Bunch(data=data, target=target, machine_id=machine_id, anomaly_type=anomaly_type, sr=int(sr), DESCR=DESCR)
+    return Bunch(
+        data=data, target=target, machine_id=machine_id, anomaly_type=anomaly_type, sr=int(sr), DESCR=DESCR
+    )
