@@ -198,11 +198,19 @@ def _check_waveform(W, name):
             f"{name}: zero-length waveform, 0 feature(s) (shape={W.shape}) while a minimum of 1 is required."
         )
     W = np.ascontiguousarray(W, dtype=np.float32)
-    finite = np.isfinite(W).reshape(-1, W.shape[-1]).all(axis=1)
-    if not finite.all():
-        where = f" at index {_listing(np.flatnonzero(~finite))}" if W.ndim == 2 else ""
+    rows = W.reshape(-1, W.shape[-1])
+    # A sum is NaN/inf if a sample is (one fast pass); confirm, as a huge sum could overflow.
+    suspects = np.flatnonzero(~np.isfinite(rows.sum(axis=1)))
+    bad = [i for i in suspects if not np.isfinite(rows[i]).all()]
+    if bad:
+        where = f" at index {_listing(bad)}" if W.ndim == 2 else ""
         raise AudioError(f"{name}: clip(s){where} contain NaN or infinite values")
     return W
+
+
+def _silent_rows(W):
+    """Indices of all-zero rows of a 2-D array (only rows summing to exactly 0 are scanned)."""
+    return [i for i in np.flatnonzero(W.sum(axis=1) == 0) if not W[i].any()]
 
 
 def _check_clips(X):
@@ -321,10 +329,10 @@ def _load_batch(X, *, sr=16000, duration=None, n_jobs=None, verbose=False):
                 stacklevel=3,
             )
         W = _stack([y for y, _ in decoded], names, n)
-    silent = np.flatnonzero(~W.any(axis=1))
-    if silent.size:
+    silent = _silent_rows(W)
+    if silent:
         warnings.warn(
-            f"{silent.size} of {len(W)} clip(s) are silent (all zeros, e.g. a dead microphone); "
+            f"{len(silent)} of {len(W)} clip(s) are silent (all zeros, e.g. a dead microphone); "
             f"their features sit at the log floor: {_listing(names[i] for i in silent)}",
             UserWarning,
             stacklevel=3,

@@ -5,6 +5,7 @@ from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
+from threadpoolctl import threadpool_limits
 
 from ._audio import _check_clips, _load_batch
 
@@ -181,8 +182,12 @@ class LogMelTransformer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         stft_args = dict(n_fft=self.n_fft, hop_length=self.hop_length, center=self.center, pad_mode=self.pad_mode)
         mel_args = dict(sr=self.sr, n_mels=self.n_mels, fmin=self.fmin, fmax=self.fmax)
         if self.backend == "librosa":
-            # One clip per call: results do not depend on the batch (BLAS blocking would).
-            mel = np.stack([librosa.feature.melspectrogram(y=w, power=self.power, **stft_args, **mel_args) for w in W])
+            # One clip per call, so results do not depend on the batch (BLAS blocking would), with
+            # single-threaded BLAS: its threads stall when the CPU is shared (64 clips: 2.5 s vs 0.35 s).
+            with threadpool_limits(1, user_api="blas"):
+                mel = np.stack(
+                    [librosa.feature.melspectrogram(y=w, power=self.power, **stft_args, **mel_args) for w in W]
+                )
             return (20.0 / self.power * np.log10(mel + sys.float_info.epsilon)).astype(np.float32, copy=False)
         from ._torch_features import log_mel_torch
 

@@ -1,13 +1,23 @@
-"""torch backend of the log-mel transformers: batched ``torch.stft`` + sparse mel matmul.
+"""torch backend of the log-mel transformers: framed ``rfft`` + sparse mel matmul, in chunks.
 
 Imported lazily by :mod:`skasd._features` (``backend="torch"``), so ``import skasd`` does
-not import torch. Numerically it follows :func:`librosa.feature.melspectrogram` in float32:
-the same periodic Hann window, the same librosa mel filter matrix, the same padding.
+not import torch. It computes what :func:`librosa.feature.melspectrogram` computes, in
+float32: the same periodic Hann window, the same padding of centred frames (zeros by
+default, as librosa 0.11; ``torch.stft`` would reflect unless told), the same librosa mel
+filter matrix, and numpy's log10 as in librosa users' code.
 
-Speed notes (CPU, measured with ``benchmarks/bench_features.py``): the work is memory-bound,
-so clips go through in small chunks whose intermediates stay in cache; the mel filter bank is
-~98 % zeros (each FFT bin feeds at most two bands), so it is applied as a sparse CSR matmul on
-the ``(n_bins, n_frames)`` power spectrogram.
+Why it is built this way (CPU, 2 cores shared with other jobs; see ``benchmarks/README.md``):
+
+- The work is memory-bound, so clips go through one at a time: the ~1.3 MB complex
+  spectrogram of a 10 s clip stays in cache (one call on 64 clips was no faster than librosa).
+- The mel filter bank is ~98 % zeros (each FFT bin feeds at most two bands): a sparse CSR
+  matmul on the ``(n_bins, n_frames)`` power spectrogram is 3-5x cheaper than a dense one.
+- Frames are cut, windowed and ``torch.fft.rfft``-ed into buffers reused from clip to clip
+  (what ``torch.stft`` does, minus its allocations); the mel matmul writes straight into the output,
+  and the log runs once at the end with numpy's SIMD log10 (~3x faster than torch's here).
+- Clips are spread over single-threaded workers (one per torch thread). torch's own
+  multi-threaded kernels stall at every OpenMP barrier when other processes share the CPU
+  (64 clips took 2-10 s instead of 0.05 s here); independent workers do not.
 """
 
 import sys
@@ -17,9 +27,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
-# Clips per torch call. CPU: small chunks keep the ~1.3 MB/clip complex spectrogram in cache
-# (one call on 64 clips was memory-bound and barely faster than librosa). CUDA: large chunks.
-_CPU_CHUNK = 2
+# Clips per step: one on CPU (see above); GPUs want large batches.
+_CPU_CHUNK = 1
 _CUDA_CHUNK = 64
 
 
@@ -47,6 +56,61 @@ def _resolve_device(device):
         raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}") from e
 
 
+def _frames(x, win, out, *, n_fft, hop_length, center, pad_mode):
+    """Write the windowed frames of clips ``x`` (k, n) into ``out`` (k, n_frames, n_fft)."""
+    import torch
+    import torch.nn.functional as F
+
+    if center:
+        x = F.pad(x, (n_fft // 2, n_fft // 2), mode=pad_mode)
+    torch.mul(x.unfold(-1, n_fft, hop_length), win, out=out)
+
+def _log_mel_range(x, out, basis, win, *, chunk, device, power, **stft):
+    """Log-mel of clips ``x`` (a torch CPU tensor) into the float32 ndarray ``out``."""
+    import torch
+
+    n_bins = basis.shape[1]
+    shape = (min(chunk, x.shape[0]), out.shape[2])  # (clips, frames)
+    frames = torch.empty((*shape, stft["n_fft"]), device=device)
+    spec = torch.empty((*shape, n_bins), dtype=torch.complex64, device=device)
+    pwr = torch.empty((shape[0], n_bins, shape[1]), device=device)
+    with torch.inference_mode():
+        for start in range(0, x.shape[0], chunk):
+            k = min(chunk, x.shape[0] - start)
+            _frames(x[start : start + k].to(device), win, frames[:k], **stft)
+            torch.fft.rfft(frames[:k], out=spec[:k])
+            parts = torch.view_as_real(spec[:k]).square_()  # (k, n_frames, n_bins, [re, im])
+            # |S|^2 written straight into the (n_bins, n_frames) layout the mel matmul wants.
+            torch.add(parts[..., 0], parts[..., 1], out=pwr[:k].transpose(1, 2))
+            if power != 2:
+                pwr[:k].pow_(power / 2)
+            dest = out[start : start + k]
+            if basis.layout == torch.sparse_csr:  # CPU: one sparse matmul per clip, into the output
+                for p, d in zip(pwr[:k], dest):
+                    torch.mm(basis, p, out=torch.from_numpy(d))
+            else:
+                torch.from_numpy(dest).copy_(torch.matmul(basis, pwr[:k]))
+    # numpy's SIMD log10 is ~3x faster than torch's here (and is the one librosa users run).
+    np.add(out, sys.float_info.epsilon, out=out)
+    np.log10(out, out=out)
+    out *= 20.0 / power
+
+
+def _constants(mel_basis, window, device):
+    """Mel matrix (sparse CSR with int32 indices on CPU, dense on GPUs) and window as tensors."""
+    import torch
+
+    basis = torch.from_numpy(mel_basis).to(device)
+    if device.type == "cpu":
+        with warnings.catch_warnings():  # "sparse CSR support is in beta state"
+            warnings.simplefilter("ignore", UserWarning)
+            csr = basis.to_sparse_csr()
+            basis = torch.sparse_csr_tensor(
+                csr.crow_indices().int(), csr.col_indices().int(), csr.values(), csr.shape
+            )  # int32 indices: MKL would convert int64 ones on every call
+    return basis, torch.from_numpy(np.asarray(window, dtype=np.float32)).to(device)
+
+
 def log_mel_torch(W, *, mel_basis, window, n_fft, hop_length, power, center, pad_mode, device="auto"):
     """Log-mel spectrograms ``20/power * log10(mel + eps)`` of a waveform batch with torch.
 
@@ -69,47 +133,29 @@ def log_mel_torch(W, *, mel_basis, window, n_fft, hop_length, power, center, pad
     import torch
 
     device = _resolve_device(device)
-    on_cpu = device.type == "cpu"
-    chunk = _CPU_CHUNK if on_cpu else _CUDA_CHUNK
-    n_mels, n_bins = mel_basis.shape
-    n_frames = 1 + (W.shape[1] - (0 if center else n_fft)) // hop_length
+    n_samples = W.shape[1]
+    if center and pad_mode == "reflect" and n_samples <= n_fft // 2:
+        raise ValueError(f"pad_mode='reflect' needs clips longer than n_fft // 2 = {n_fft // 2} samples")
+    n_frames = 1 + (n_samples if center else n_samples - n_fft) // hop_length
     if n_frames < 1:
-        raise ValueError(
-            f"clips of {W.shape[1]} samples are shorter than n_fft={n_fft}; use center=True or a smaller n_fft"
-        )
-    out = np.empty((W.shape[0], n_mels, n_frames), dtype=np.float32)
-    with warnings.catch_warnings():  # "sparse CSR support is in beta state"
-        warnings.simplefilter("ignore", UserWarning)
-        basis = torch.from_numpy(mel_basis).to(device).to_sparse_csr()
-    win = torch.from_numpy(np.asarray(window, dtype=np.float32)).to(device)
-    x_all = torch.from_numpy(W)
-
-    def run_chunk(start):
-        with torch.inference_mode():
-            x = x_all[start : start + chunk].to(device)
-            k = x.shape[0]
-            spec = torch.stft(
-                x, n_fft, hop_length, window=win, center=center, pad_mode=pad_mode, return_complex=True
-            )  # (k, n_bins, n_frames), a transposed view of a (k, n_frames, n_bins) buffer
-            parts = torch.view_as_real(spec.transpose(1, 2)).square_()  # (k, n_frames, n_bins, [re, im])
-            # |S|^2 written straight into the (n_bins, k, n_frames) layout the sparse matmul wants.
-            pwr = torch.empty((n_bins, k, n_frames), device=device)
-            torch.add(parts[..., 0], parts[..., 1], out=pwr.permute(1, 2, 0))
-            if power != 2:
-                pwr.pow_(power / 2)
-            mel = torch.sparse.mm(basis, pwr.view(n_bins, -1)).view(n_mels, k, n_frames)
-            logmel = mel.add_(sys.float_info.epsilon).log10_().mul_(20.0 / power)
-            torch.from_numpy(out[start : start + k]).permute(1, 0, 2).copy_(logmel)
-
-    starts = range(0, W.shape[0], chunk)
-    if not on_cpu:
-        for start in starts:
-            run_chunk(start)
+        raise ValueError(f"clips of {n_samples} samples are shorter than n_fft={n_fft}; use center=True")
+    out = np.empty((W.shape[0], mel_basis.shape[0], n_frames), dtype=np.float32)
+    x = torch.from_numpy(W)
+    kwargs = dict(power=power, n_fft=n_fft, hop_length=hop_length, center=center, pad_mode=pad_mode)
+    if device.type != "cpu":
+        basis, win = _constants(mel_basis, window, device)
+        _log_mel_range(x, out, basis, win, chunk=_CUDA_CHUNK, device=device, **kwargs)
         return out
-    # CPU: one single-threaded torch worker per thread torch would use. Under CPU contention,
-    # torch's own multi-threaded kernels stall at every OpenMP barrier (64 clips took 2-10 s
-    # instead of 0.05 s on the shared 2-core machine); independent workers do not.
-    n_workers = min(torch.get_num_threads(), len(starts))
+    n_workers = min(torch.get_num_threads(), W.shape[0])
+    bounds = np.linspace(0, W.shape[0], n_workers + 1).astype(int)
+    # Everything, constants included, runs single-threaded: one multi-threaded op just before
+    # the workers start would leave an OpenMP thread spinning, stealing a core from them.
     with _torch_threads(1), ThreadPoolExecutor(n_workers) as pool:
-        list(pool.map(run_chunk, starts))
+        basis, win = _constants(mel_basis, window, device)
+        jobs = [
+            pool.submit(_log_mel_range, x[a:b], out[a:b], basis, win, chunk=_CPU_CHUNK, device=device, **kwargs)
+            for a, b in zip(bounds[:-1], bounds[1:])
+        ]
+        for job in jobs:
+            job.result()
     return out
