@@ -183,7 +183,20 @@ def _is_path(x):
     return isinstance(x, (str, os.PathLike))
 
 
-def _check_waveform(W, name):
+def _row_scan(rows):
+    """``(non_finite, silent)`` row indices of a 2-D float32 array, from one pass of row sums."""
+    sums = rows.sum(axis=1)
+    # A row sum is NaN/inf when a sample is; confirm, as a huge finite row could overflow it.
+    bad = [i for i in np.flatnonzero(~np.isfinite(sums)) if not np.isfinite(rows[i]).all()]
+    silent = [i for i in np.flatnonzero(sums == 0) if not rows[i].any()]
+    return bad, silent
+
+
+def _non_finite_error(names):
+    return AudioError(f"{_listing(names)}: NaN or infinite values in the waveform")
+
+
+def _check_waveform(W, name, finite=True):
     """Validate a numeric waveform array (1-D clip or 2-D batch); returns it as float32."""
     if W.dtype.kind == "c":
         raise ValueError(f"{name}: Complex data not supported; pass real-valued waveforms")
@@ -198,26 +211,19 @@ def _check_waveform(W, name):
             f"{name}: zero-length waveform, 0 feature(s) (shape={W.shape}) while a minimum of 1 is required."
         )
     W = np.ascontiguousarray(W, dtype=np.float32)
-    rows = W.reshape(-1, W.shape[-1])
-    # A sum is NaN/inf if a sample is (one fast pass); confirm, as a huge sum could overflow.
-    suspects = np.flatnonzero(~np.isfinite(rows.sum(axis=1)))
-    bad = [i for i in suspects if not np.isfinite(rows[i]).all()]
-    if bad:
-        where = f" at index {_listing(bad)}" if W.ndim == 2 else ""
-        raise AudioError(f"{name}: clip(s){where} contain NaN or infinite values")
+    if finite:
+        bad, _ = _row_scan(W.reshape(-1, W.shape[-1]))
+        if bad:
+            raise _non_finite_error([f"clip {i}" for i in bad] if W.ndim == 2 else [name])
     return W
 
 
-def _silent_rows(W):
-    """Indices of all-zero rows of a 2-D array (only rows summing to exactly 0 are scanned)."""
-    return [i for i in np.flatnonzero(W.sum(axis=1) == 0) if not W[i].any()]
-
-
-def _check_clips(X):
+def _check_clips(X, finite=True):
     """Split and validate ``X`` without decoding files.
 
     Returns ``("paths", list_of_paths)``, ``("waveforms", list_of_float32_1d)`` or
     ``("array", float32_2d)``. Used by ``transform`` and, as a cheap check, by ``fit``.
+    ``finite=False`` leaves the NaN/inf check of waveforms to the caller.
     """
     if _is_path(X):
         raise TypeError(
@@ -247,7 +253,7 @@ def _check_clips(X):
             x = np.asarray(x)
             if x.ndim != 1:
                 raise ValueError(f"clip {i} has shape {x.shape}; each waveform in a list must be 1-D")
-            clips.append(_check_waveform(x, f"clip {i}"))
+            clips.append(_check_waveform(x, f"clip {i}", finite))
         return "waveforms", clips
     if not (isinstance(X, np.ndarray) or hasattr(X, "__array__")):
         raise TypeError(
@@ -267,7 +273,7 @@ def _check_clips(X):
         )
     if W.shape[0] == 0:
         raise ValueError(f"got no clips: X has shape {W.shape}")
-    return "array", _check_waveform(W, "X")
+    return "array", _check_waveform(W, "X", finite)
 
 
 def _stack(clips, names, n):
@@ -309,7 +315,7 @@ def _load_batch(X, *, sr=16000, duration=None, n_jobs=None, verbose=False):
     """
     _check_sr(sr)
     n = _n_samples(duration, sr)
-    kind, clips = _check_clips(X)
+    kind, clips = _check_clips(X, finite=False)  # checked below, in one pass with silence
     if kind == "array":
         names = [f"clip {i}" for i in range(len(clips))]
         W = _fix_length(clips, n)
@@ -329,7 +335,9 @@ def _load_batch(X, *, sr=16000, duration=None, n_jobs=None, verbose=False):
                 stacklevel=3,
             )
         W = _stack([y for y, _ in decoded], names, n)
-    silent = _silent_rows(W)
+    bad, silent = _row_scan(W)
+    if bad:
+        raise _non_finite_error([names[i] for i in bad])
     if silent:
         warnings.warn(
             f"{len(silent)} of {len(W)} clip(s) are silent (all zeros, e.g. a dead microphone); "
