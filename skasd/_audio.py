@@ -238,7 +238,7 @@ def _check_clips(X, finite=True):
         if X.ndim == 2 and X.shape[1] == 1:  # e.g. df[["path"]].to_numpy()
             X = X[:, 0]
         if X.ndim != 1:
-            raise ValueError(f"got a {X.ndim}-D array of paths with shape {X.shape}; pass a 1-D list of paths")
+            raise ValueError(f"got a {X.ndim}-D array of paths, shape {X.shape}; pass a 1-D list of paths")
         X = list(X)
     if isinstance(X, (list, tuple)):
         if len(X) == 0:

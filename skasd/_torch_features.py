@@ -65,7 +65,9 @@ def _log_mel_range(x, out, basis, win, *, chunk, device, power, n_fft, hop_lengt
     k_max, n_frames = min(chunk, x.shape[0]), out.shape[2]
     pad = n_fft // 2 if center else 0
     # Zero padding: clips are copied into the middle of a buffer whose edges stay zero.
-    padded = torch.zeros((k_max, n_samples + 2 * pad), device=device) if center and pad_mode == "constant" else None
+    padded = None
+    if center and pad_mode == "constant":
+        padded = torch.zeros((k_max, n_samples + 2 * pad), device=device)
     frames = torch.empty((k_max, n_frames, n_fft), device=device)
     pwr = torch.empty((k_max, n_bins, n_frames), device=device)
     with torch.inference_mode():
@@ -152,7 +154,9 @@ def log_mel_torch(W, *, mel_basis, window, n_fft, hop_length, power, center, pad
     with _torch_threads(1), ThreadPoolExecutor(n_workers) as pool:
         basis, win = _constants(mel_basis, window, device)
         jobs = [
-            pool.submit(_log_mel_range, x[a:b], out[a:b], basis, win, chunk=_CPU_CHUNK, device=device, **kwargs)
+            pool.submit(
+                _log_mel_range, x[a:b], out[a:b], basis, win, chunk=_CPU_CHUNK, device=device, **kwargs
+            )
             for a, b in zip(bounds[:-1], bounds[1:])
         ]
         for job in jobs:

@@ -148,7 +148,8 @@ def test_paths_list_series_and_array_agree(wav):
     paths = [wav(c, name=f"c{i}.wav", subtype="FLOAT") for i, c in enumerate(clips)]
     expected = _load_batch(clips)
     assert expected.dtype == np.float32 and expected.shape == (3, 4000)
-    for X in (paths, tuple(map(str, paths)), pd.Series(map(str, paths)), np.array(paths, dtype=object), list(clips)):
+    names = list(map(str, paths))
+    for X in (paths, tuple(names), pd.Series(names), np.array(names, dtype=object), list(clips)):
         np.testing.assert_array_equal(_load_batch(X), expected)
     np.testing.assert_array_equal(_load_batch(paths, n_jobs=2), expected)
 

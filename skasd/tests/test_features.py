@@ -25,8 +25,8 @@ def _reference(W, sr=SR, n_fft=1024, hop_length=512, n_mels=128, power=2.0, fmin
                pad_mode="constant"):
     """The DCASE formula on librosa's mel spectrogram, clip by clip."""
     mel = np.stack([
-        librosa.feature.melspectrogram(y=w, sr=sr, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, power=power,
-                                       fmin=fmin, fmax=fmax, center=center, pad_mode=pad_mode)
+        librosa.feature.melspectrogram(y=w, sr=sr, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels,
+                                       power=power, fmin=fmin, fmax=fmax, center=center, pad_mode=pad_mode)
         for w in W
     ])
     return 20.0 / power * np.log10(mel + EPS)
@@ -39,7 +39,8 @@ def _machine_like(n_clips=3, seconds=1.0, seed=0):
     W = []
     for _ in range(n_clips):
         f0 = rng.uniform(50, 300)
-        y = sum(rng.uniform(0.05, 0.2) / k * np.sin(2 * np.pi * k * f0 * t + rng.uniform(0, 6)) for k in range(1, 8))
+        y = sum(rng.uniform(0.05, 0.2) / k * np.sin(2 * np.pi * k * f0 * t + rng.uniform(0, 6))
+                for k in range(1, 8))
         y = y + 0.02 * rng.standard_normal(t.size)
         y[rng.integers(0, t.size, 5)] += 0.5
         W.append(np.clip(y, -1, 1))
@@ -230,3 +231,20 @@ def test_sklearn_compatible(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # tiny check data: "n_fft too large", silent clips
         check(estimator)
+
+
+def test_torch_gpu_code_path_on_cpu():
+    """The CUDA path (dense mel matmul, several clips per step) gives the CPU path's numbers."""
+    import librosa
+    import torch
+
+    from skasd._torch_features import _constants, _log_mel_range
+
+    W = _machine_like(n_clips=4)
+    expected = LogMelTransformer(backend="torch", device="cpu").fit_transform(W)
+    basis, win = _constants(librosa.filters.mel(sr=SR, n_fft=1024, n_mels=128),
+                            librosa.filters.get_window("hann", 1024, fftbins=True), torch.device("cpu"))
+    out = np.empty_like(expected)
+    _log_mel_range(torch.from_numpy(W), out, basis.to_dense(), win, chunk=3, device=torch.device("cpu"),
+                   power=2.0, n_fft=1024, hop_length=512, center=True, pad_mode="constant")
+    np.testing.assert_allclose(out, expected, atol=1e-4)
