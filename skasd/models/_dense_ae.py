@@ -1,0 +1,142 @@
+"""DenseAE: the DCASE 2020 Task 2 baseline dense autoencoder on frame windows."""
+
+from numbers import Integral
+
+import torch
+from sklearn.utils._param_validation import Interval
+
+from ._base import AEModule, BaseAEDetector, fill_doc
+
+__all__ = ["DenseAE"]
+
+
+def dense_stack(sizes, batch_norm=True):
+    """Linear (+ BatchNorm1d) + ReLU for each consecutive pair in ``sizes``."""
+    layers = []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        layers.append(torch.nn.Linear(n_in, n_out))
+        if batch_norm:
+            layers.append(torch.nn.BatchNorm1d(n_out))
+        layers.append(torch.nn.ReLU())
+    return torch.nn.Sequential(*layers)
+
+
+def keras_init_(module):
+    """Re-initialise like Keras, the framework of the DCASE baseline and the report:
+    Glorot-uniform weights and zero biases for Linear layers, BatchNorm momentum 0.01
+    (Keras' 0.99) and eps 1e-3."""
+    for m in module.modules():
+        if isinstance(m, torch.nn.Linear):
+            torch.nn.init.xavier_uniform_(m.weight)
+            torch.nn.init.zeros_(m.bias)
+        elif isinstance(m, torch.nn.BatchNorm1d):
+            m.momentum, m.eps = 0.01, 1e-3
+    return module
+
+
+class _DenseAEModule(AEModule):
+    """DCASE 2020 baseline: D-128-128-128-128-8-128-128-128-128-D, BN + ReLU inside."""
+
+    def __init__(self, n_inputs, hidden=128, bottleneck=8):
+        super().__init__()
+        self.encoder = dense_stack([n_inputs, hidden, hidden, hidden, hidden, bottleneck])
+        self.decoder = torch.nn.Sequential(
+            dense_stack([bottleneck, hidden, hidden, hidden, hidden]),
+            torch.nn.Linear(hidden, n_inputs),
+        )
+        self.embed_dim = bottleneck
+        keras_init_(self)
+
+    def forward(self, x):
+        recon = self.decoder(self.encoder(x.flatten(1))).view_as(x)
+        return recon, recon.new_zeros(())
+
+    def embed(self, x):
+        return self.encoder(x.flatten(1))
+
+
+@fill_doc(max_epochs=100, batch_size=512, window="Window", normalisation="0 and 1: the baseline uses the raw log-mel in dB")
+class DenseAE(BaseAEDetector):
+    """Dense autoencoder detector: the DCASE 2020 Task 2 baseline.
+
+    Each input vector is ``frames`` consecutive log-mel frames concatenated (5 x 128 =
+    640 values). Network: Linear(640, 128) + BatchNorm + ReLU four times, Linear(128, 8)
+    + BN + ReLU, Linear(8, 128) + BN + ReLU and three more Linear(128, 128) + BN + ReLU,
+    then Linear(128, 640), initialised as in Keras (Glorot-uniform weights, zero biases,
+    BatchNorm momentum 0.99 in Keras' convention, eps 1e-3). Trained with Adam (lr 1e-3) on the mean squared error, batch
+    512 windows, 100 epochs, 10 % of the clips held out for validation, on the raw
+    log-mel in dB like the baseline (no input normalisation). A clip's anomaly score is
+    the mean over its windows (every frame offset) of the window's mean squared error;
+    ``transform`` returns the mean 8-d bottleneck activation.
+
+    2-D input ``(n_samples, n_features)`` is accepted too: each row is one window, so the
+    model is a general tabular autoencoder detector.
+
+    Parameters
+    ----------
+    frames : int, default=5
+        Consecutive frames per input window.
+    {common_parameters}
+
+    Attributes
+    ----------
+    {common_attributes}
+
+    See Also
+    --------
+    VAE : Variational autoencoder on the same windows.
+    CNNAE : Convolutional autoencoder on log-mel patches.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skasd import DenseAE
+    >>> X = np.random.default_rng(0).normal(size=(8, 128, 40)).astype("float32")
+    >>> det = DenseAE(max_epochs=2, random_state=0).fit(X)
+    >>> det.score_samples(X).shape, det.transform(X).shape
+    ((8,), (8, 8))
+    >>> sorted(set(det.predict(X)) | {1})
+    [np.int64(-1), np.int64(1)]
+    """
+
+    _parameter_constraints = {
+        **BaseAEDetector._parameter_constraints,
+        "frames": [Interval(Integral, 1, None, closed="left")],
+    }
+
+    def __init__(
+        self,
+        frames=5,
+        *,
+        max_epochs=100,
+        batch_size=512,
+        lr=1e-3,
+        optimizer=torch.optim.Adam,
+        l2=0.0,
+        validation_fraction=0.1,
+        early_stopping=None,
+        callbacks=None,
+        contamination="auto",
+        device="auto",
+        random_state=None,
+        verbose=0,
+    ):
+        self.frames = frames
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.optimizer = optimizer
+        self.l2 = l2
+        self.validation_fraction = validation_fraction
+        self.early_stopping = early_stopping
+        self.callbacks = callbacks
+        self.contamination = contamination
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _window(self):
+        return self.frames, 1
+
+    def _module(self, width, n_mels):
+        return _DenseAEModule, {"n_inputs": width * n_mels}
