@@ -340,12 +340,8 @@ class BaseAEDetector(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerM
                 f"{name} needs at least 2 training windows; got n_samples = {len(X)} "
                 f"with {n_valid} held out for validation."
             )
-        self.loc_, self.scale_ = 0.0, 1.0
-        if self._standardize:
-            self.loc_ = float(X[train].mean(dtype=np.float64))
-            self.scale_ = float(X[train].std(dtype=np.float64)) or 1.0
-
-        dataset = _WindowDataset(torch.from_numpy(X).to(device), width, hop, self.loc_, self.scale_)
+        loc, scale = _mean_std(X, train) if self._standardize else (0.0, 1.0)
+        dataset = _WindowDataset(torch.from_numpy(X).to(device), width, hop, loc, scale)
         callbacks = [
             ("init_module_from_data", _InitModuleFromData()),
             ("nonfinite_loss", _RaiseOnNonFiniteLoss(name)),
@@ -359,10 +355,12 @@ class BaseAEDetector(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerM
             callbacks.append(("progress_bar", ProgressBar()))
         callbacks += [clone(cb, safe=False) for cb in self.callbacks or []]
 
-        with torch.random.fork_rng(devices=[] if torch.device(device).type == "cpu" else None):
+        dev = torch.device(device)
+        cuda_rngs = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda_rngs):
             torch.manual_seed(seed)
             module, module_params = self._module(width, X.shape[1])
-            self.net_ = _AENet(
+            net = _AENet(
                 module,
                 **{f"module__{key}": value for key, value in module_params.items()},
                 criterion=torch.nn.MSELoss,
@@ -381,8 +379,10 @@ class BaseAEDetector(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerM
                 device=device,
                 verbose=self.verbose,
             )
-            self.net_.fit(dataset, None)
-        self._n_features_out = self.net_.module_.embed_dim
+            net.fit(dataset, None)
+        # fitted attributes only once training succeeded
+        self.net_, self.loc_, self.scale_ = net, loc, scale
+        self._n_features_out = net.module_.embed_dim
 
         scores = -self._per_clip(X, width, hop, "window_errors")
         if self.contamination == "auto":
@@ -492,11 +492,27 @@ class BaseAEDetector(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerM
         check_is_fitted(self)
         return self._per_clip(*self._validate_input(X, reset=False), "embed")
 
+    def __sklearn_is_fitted__(self):
+        # n_features_in_ is set while validating, before training can still fail
+        return hasattr(self, "net_")
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.two_d_array = self._accepts_2d
         tags.input_tags.three_d_array = True
         return tags
+
+
+def _mean_std(X, clips, chunk=64):
+    """Mean and standard deviation (float64) of ``X[clips]`` without copying all of it."""
+    total = squares = 0.0
+    for start in range(0, len(clips), chunk):
+        part = X[clips[start : start + chunk]].astype(np.float64)
+        total += part.sum()
+        squares += np.square(part).sum()
+    n = len(clips) * X[0].size
+    mean = total / n
+    return float(mean), float(math.sqrt(max(squares / n - mean**2, 0.0))) or 1.0
 
 
 def _gamma_threshold(anomaly_scores):

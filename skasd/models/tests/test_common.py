@@ -237,8 +237,11 @@ def test_cnnae_refuses_2d(X):
 @pytest.mark.parametrize("cls", DETECTORS)
 def test_nonfinite_loss_stops_with_clear_error(cls, X):
     # a learning rate so large that the weights, and then the loss, overflow float32
+    est = tiny(cls, lr=1e30, max_epochs=10)
     with pytest.raises(FloatingPointError, match=r"training loss became (inf|nan) in epoch \d+.*lr=1e\+30"):
-        tiny(cls, lr=1e30, max_epochs=10).fit(X)
+        est.fit(X)
+    with pytest.raises(NotFittedError):  # a failed fit leaves no fitted model behind
+        est.score_samples(X)
 
 
 # ------------------------------------------------------------------------ training
