@@ -121,10 +121,11 @@ def result_csv(reports):
         kind = "id" if str(rep.index[0]).startswith("id_") else "section"
         lines += [mtype, f"{kind},AUC,pAUC"]
         for group, row in rep.iterrows():
+            values = f"{float(row['AUC'])!r},{float(row['pAUC'])!r}"
             if group == "arithmetic mean":
-                lines.append(f"Average,{row['AUC']!r},{row['pAUC']!r}")
+                lines.append(f"Average,{values}")
             elif group != "harmonic mean":
-                lines.append(f"{str(group).split('_', 1)[1]},{row['AUC']!r},{row['pAUC']!r}")
+                lines.append(f"{str(group).split('_', 1)[1]},{values}")
         lines.append("")
     return "\n".join(lines)
 
@@ -203,10 +204,15 @@ def cmd_demo(args):
 
 # --------------------------------------------------------------------------- parser
 def build_parser():
+    def global_args(p, default):
+        p.add_argument("--quiet", action="store_true", default=default, help="no progress output")
+        p.add_argument("--debug", action="store_true", default=default, help="show tracebacks")
+
+    parser = _Parser(prog="skasd", description="Anomalous sound detection for machines: train, score, evaluate, reproduce, demo.")
+    global_args(parser, False)
+    # accepted after the subcommand too; SUPPRESS keeps a flag given before it
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--quiet", action="store_true", help="no progress output")
-    common.add_argument("--debug", action="store_true", help="show tracebacks")
-    parser = _Parser(prog="skasd", description=__doc__.splitlines()[0], parents=[common])
+    global_args(common, argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def data_args(p):
