@@ -55,7 +55,7 @@ class _DenseAEModule(AEModule):
         return self.encoder(x.flatten(1))
 
 
-@fill_doc(max_epochs=100, batch_size=512, window="Window", normalisation="0 and 1: the baseline uses the raw log-mel in dB")
+@fill_doc(max_epochs=100, batch_size=512, window="Window", normalisation="0 and 1: the raw log-mel, as the baseline")
 class DenseAE(BaseAEDetector):
     """Dense autoencoder detector: the DCASE 2020 Task 2 baseline.
 
@@ -63,11 +63,11 @@ class DenseAE(BaseAEDetector):
     640 values). Network: Linear(640, 128) + BatchNorm + ReLU four times, Linear(128, 8)
     + BN + ReLU, Linear(8, 128) + BN + ReLU and three more Linear(128, 128) + BN + ReLU,
     then Linear(128, 640), initialised as in Keras (Glorot-uniform weights, zero biases,
-    BatchNorm momentum 0.99 in Keras' convention, eps 1e-3). Trained with Adam (lr 1e-3) on the mean squared error, batch
-    512 windows, 100 epochs, 10 % of the clips held out for validation, on the raw
-    log-mel in dB like the baseline (no input normalisation). A clip's anomaly score is
-    the mean over its windows (every frame offset) of the window's mean squared error;
-    ``transform`` returns the mean 8-d bottleneck activation.
+    BatchNorm momentum 0.99 in Keras' convention, eps 1e-3). Trained with Adam (lr 1e-3)
+    on the mean squared error, batch 512 windows, 100 epochs, 10 % of the clips held out
+    for validation, on the raw log-mel in dB like the baseline (no input normalisation).
+    A clip's anomaly score is the mean over its windows (every frame offset) of the
+    window's mean squared error; ``transform`` returns the mean 8-d bottleneck activation.
 
     2-D input ``(n_samples, n_features)`` is accepted too: each row is one window, so the
     model is a general tabular autoencoder detector.
@@ -89,14 +89,16 @@ class DenseAE(BaseAEDetector):
 
     Examples
     --------
-    >>> import numpy as np
-    >>> from skasd import DenseAE
-    >>> X = np.random.default_rng(0).normal(size=(8, 128, 40)).astype("float32")
-    >>> det = DenseAE(max_epochs=2, random_state=0).fit(X)
-    >>> det.score_samples(X).shape, det.transform(X).shape
-    ((8,), (8, 8))
-    >>> sorted(set(det.predict(X)) | {1})
-    [np.int64(-1), np.int64(1)]
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from skasd import DenseAE, LogMelTransformer
+    >>> from skasd.datasets import make_machine_sounds
+    >>> X, y = make_machine_sounds(n_normal=8, n_anomaly=4, duration=1.0, random_state=0, return_X_y=True)
+    >>> pipe = make_pipeline(LogMelTransformer(), DenseAE(max_epochs=2, random_state=0))
+    >>> scores = pipe.fit(X[y == 0]).score_samples(X)  # higher = more normal
+    >>> scores.shape, set(pipe.predict(X).tolist()) <= {-1, 1}
+    ((12,), True)
+    >>> pipe[-1].transform(pipe[0].transform(X)).shape  # mean 8-d bottleneck per clip
+    (12, 8)
     """
 
     _parameter_constraints = {
