@@ -108,10 +108,10 @@ def load_model(path, verbose=True):
 
 
 def score_clips(pipe, clips):
-    """Anomaly scores and decisions (1 normal / -1 anomaly) for the clips' paths."""
+    """Features, anomaly scores and decisions (1 normal / -1 anomaly) for the clips' paths."""
     features = pipe[:-1].transform(list(clips["path"]))
     detector = pipe[-1]
-    return detector.anomaly_score(features), detector.predict(features)
+    return features, detector.anomaly_score(features), detector.predict(features)
 
 
 def result_csv(reports):
@@ -156,7 +156,7 @@ def cmd_score(args):
     pipe = load_model(args.model, verbose=not args.quiet)
     clips = load_clips(args.data, args.machine_type, split="test")
     _log(args, f"scoring {len(clips)} clips from {args.data}")
-    score, decision = score_clips(pipe, clips)
+    _, score, decision = score_clips(pipe, clips)
     for path in write_submission(clips, score, args.out, decision=decision):
         _log(args, f"wrote {path}")
 
@@ -170,7 +170,7 @@ def cmd_evaluate(args):
     clips = clips[clips["label"].notna()]
     if clips.empty:
         raise CLIError(f"no labelled test clips under {args.data}: evaluate needs normal and anomaly labels")
-    score, _ = score_clips(pipe, clips)
+    features, score, _ = score_clips(pipe, clips)
     y = (clips["label"] == "anomaly").to_numpy(int)
     domains = clips["domain"] if clips["domain"].notna().all() else None
     report = dcase_report(y, score, clips["section_or_id"], domains=domains)
@@ -182,7 +182,7 @@ def cmd_evaluate(args):
     if args.plot:
         from ._experiment import write_plots
 
-        for path in write_plots(args.plot, y, score, threshold=-pipe[-1].offset_):
+        for path in write_plots(args.plot, pipe, y, score, features):
             _log(args, f"wrote {path}")
 
 

@@ -149,28 +149,31 @@ def run_demo(out="skasd-demo", max_epochs=30, verbose=True):
         pipe = build_pipeline(name, {"max_epochs": max_epochs, "random_state": 0}, verbose=False)
         t0 = time.perf_counter()
         pipe.fit(list(train["path"]))
-        score, decision = score_clips(pipe, test)
+        features, score, decision = score_clips(pipe, test)
         rep = dcase_report(y, score, test["section_or_id"])
         rep.insert(0, "model", name)
         rep["train s"] = time.perf_counter() - t0
         tables.append(rep)
         if best is None or rep.loc["arithmetic mean", "pAUC"] > best[0]:
-            best = (rep.loc["arithmetic mean", "pAUC"], name, pipe, score, decision)
+            best = (rep.loc["arithmetic mean", "pAUC"], name, pipe, features, score, decision)
         say(f"trained {name} in {rep['train s'].iloc[0]:.1f} s")
     table = pd.concat(tables)
     say(table.to_string(float_format=lambda v: f"{v:.3f}"))
 
-    _, name, pipe, score, decision = best
+    _, name, pipe, features, score, decision = best
     for path in write_submission(test, score, out / "submission", decision=decision):
         say(f"wrote {path} ({name})")
-    for path in write_plots(out / "plots", y, score, threshold=-pipe[-1].offset_):
+    for path in write_plots(out / "plots", pipe, y, score, features):
         say(f"wrote {path}")
     return table
 
 
-def write_plots(out, y, score, threshold):
-    """Write ``roc.png`` and ``scores.png`` into ``out``; return their paths.
+def write_plots(out, pipe, y, score, features):
+    """Write the evaluation plots of a fitted pipeline into ``out``; return their paths.
 
+    ``roc.png`` (when ``y`` has both classes), ``scores.png`` (histograms with the
+    decision threshold), ``loss.png`` (training/validation loss per epoch) and
+    ``spectrograms.png`` (the most normal clip beside the most anomalous one).
     Without matplotlib, warns (``pip install 'skasd[plot]'``) and writes nothing.
     """
     try:
@@ -179,18 +182,28 @@ def write_plots(out, y, score, threshold):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        from .plot import RocDisplay, ScoreHistogramDisplay
+        from .plot import LossHistoryDisplay, RocDisplay, ScoreHistogramDisplay, plot_clips
     except ImportError:
         warnings.warn("matplotlib is not installed (pip install 'skasd[plot]'): no plots written")
         return []
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    detector = pipe[-1]
+    order = np.argsort(score)
+    plots = {
+        "scores.png": lambda: ScoreHistogramDisplay.from_predictions(score, y_true=y, threshold=-detector.offset_)
+        .figure_,
+        "loss.png": lambda: LossHistoryDisplay.from_estimator(detector).figure_,
+        "spectrograms.png": lambda: plot_clips(
+            features[order[:1]], features[order[-1:]], titles=("Most normal clip", "Most anomalous clip")
+        )[0, 0].figure_,
+    }
+    if y is not None and len(set(y)) == 2:
+        plots["roc.png"] = lambda: RocDisplay.from_predictions(y, score).figure_
     written = []
-    for fname, disp in (
-        ("roc.png", RocDisplay.from_predictions(y, score)),
-        ("scores.png", ScoreHistogramDisplay.from_predictions(score, y_true=y, threshold=threshold)),
-    ):
-        disp.figure_.savefig(out / fname, dpi=100)
-        plt.close(disp.figure_)
+    for fname, draw in sorted(plots.items()):
+        figure = draw()
+        figure.savefig(out / fname, dpi=100)
+        plt.close(figure)
         written.append(out / fname)
     return written

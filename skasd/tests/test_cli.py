@@ -41,8 +41,9 @@ def test_score_writes_one_row_per_test_clip(dev_folder, trained, tmp_path):
 
 
 def test_evaluate_prints_table_and_writes_result_csv(dev_folder, trained, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
     assert main(["evaluate", "--model", str(trained), "--data", str(dev_folder), "--out", str(tmp_path),
-                 "--quiet"]) == 0
+                 "--plot", str(tmp_path / "plots"), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "id_00" in out and "arithmetic mean" in out
     lines = (tmp_path / "result.csv").read_text().splitlines()
@@ -50,6 +51,8 @@ def test_evaluate_prints_table_and_writes_result_csv(dev_folder, trained, tmp_pa
     assert [ln.split(",")[0] for ln in lines[2:5]] == ["00", "02", "Average"]
     auc = [float(ln.split(",")[1]) for ln in lines[2:5]]
     assert abs(auc[2] - (auc[0] + auc[1]) / 2) < 1e-12
+    for name in ("roc.png", "scores.png", "loss.png", "spectrograms.png"):
+        assert (tmp_path / "plots" / name).stat().st_size > 5000, name
 
 
 def _err(argv, capsys):
@@ -112,7 +115,8 @@ def test_demo_runs(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "arithmetic mean" in out
     assert (tmp_path / "submission" / "anomaly_score_machine_id_00.csv").is_file()
-    assert (tmp_path / "plots" / "roc.png").stat().st_size > 1000
+    assert (tmp_path / "plots" / "roc.png").stat().st_size > 5000
+    assert (tmp_path / "plots" / "loss.png").stat().st_size > 5000
 
 
 @pytest.mark.slow
