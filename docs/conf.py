@@ -12,7 +12,13 @@ extensions = [
     "numpydoc",
 ]
 autosummary_generate = True
-autodoc_default_options = {"members": True, "inherited-members": False}
+# sklearn generates set_*_request methods whose docstrings link into sklearn's own docs
+autodoc_default_options = {
+    "members": True,
+    "inherited-members": False,
+    "exclude-members": "set_split_request,set_fit_request,set_score_request,set_transform_request,"
+    "set_predict_request,set_output",
+}
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 exclude_patterns = ["_build"]
