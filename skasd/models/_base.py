@@ -313,8 +313,11 @@ class BaseAEDetector(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerM
         X : array-like of shape (n_clips, n_mels, n_frames) or (n_samples, n_features)
             Log-mel spectrograms of normal clips (e.g. from ``LogMelTransformer``), or
             plain feature vectors where the model accepts 2-D input.
-        y : None
-            Ignored; present for API consistency.
+        y : array-like of shape (n_clips,), default=None
+            Optional labels, 1 (or ``"anomaly"``) = anomaly, 0 (or ``"normal"``) =
+            normal. Clips labelled anomalous are left out of training, so that
+            ``GridSearchCV``'s final refit on labelled development data trains on the
+            normal clips only, as every cross-validation fold of ``NormalTrainCV`` did.
 
         Returns
         -------
@@ -322,6 +325,8 @@ class BaseAEDetector(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerM
             The fitted detector.
         """
         self._validate_params()
+        if y is not None:
+            X = _normal_only(X, y, type(self).__name__)
         X, width, hop = self._validate_input(X, reset=True)
         name = type(self).__name__
         rng = check_random_state(self.random_state)
@@ -501,6 +506,20 @@ class BaseAEDetector(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerM
         tags.input_tags.two_d_array = self._accepts_2d
         tags.input_tags.three_d_array = True
         return tags
+
+
+def _normal_only(X, y, name):
+    """The clips of ``X`` whose label in ``y`` is normal (0 / "normal")."""
+    labels = [{"normal": 0, "anomaly": 1}.get(v, v) if isinstance(v, str) else v for v in np.ravel(y).tolist()]
+    if np.ndim(y) != 1 or len(labels) != len(X):
+        raise ValueError(f"{name}: y must hold one label per clip ({len(X)}); got shape {np.shape(y)}.")
+    bad = sorted({str(v) for v in labels if v not in (0, 1)})
+    if bad:
+        raise ValueError(f"{name}: y must be 0/1 or 'normal'/'anomaly' (1 = anomaly); got {bad[:5]}.")
+    anomaly = np.array(labels) == 1
+    if anomaly.all():
+        raise ValueError(f"{name}: every clip is labelled anomalous; train on normal clips.")
+    return np.asarray(X)[~anomaly] if anomaly.any() else X
 
 
 def _mean_std(X, clips, chunk=64):

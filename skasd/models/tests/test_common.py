@@ -55,6 +55,11 @@ _REFUSES_2D = (
     "CNNAE refuses 2-D input by design (it needs (n_clips, n_mels, n_frames) clips) and "
     "this check fits on 2-D data; test_common covers the property on 3-D input"
 )
+_Y_IS_ANOMALY_LABELS = (
+    "fit(X, y) takes y as anomaly labels (0/1 or 'normal'/'anomaly') and trains on the "
+    "normal clips only; this check passes multiclass y (0, 1, 2) and expects it ignored. "
+    "test_fit_with_labels_drops_anomalies covers fit with y"
+)
 _CNNAE_2D_FAILURES = [
     "check_fit_score_takes_y", "check_estimators_overwrite_params", "check_dont_overwrite_parameters",
     "check_estimators_fit_returns_self", "check_readonly_memmap_input", "check_n_features_in_after_fitting",
@@ -71,7 +76,7 @@ _CNNAE_2D_FAILURES = [
 def _expected_failures(estimator):
     if isinstance(estimator, _CNNAEAs2D):
         return dict.fromkeys(_CNNAE_2D_FAILURES, _REFUSES_2D)
-    return {"check_methods_subset_invariance": _BATCH_ROUNDING}
+    return {"check_methods_subset_invariance": _BATCH_ROUNDING, "check_fit_score_takes_y": _Y_IS_ANOMALY_LABELS}
 
 
 @parametrize_with_checks(
@@ -319,3 +324,25 @@ def test_array_layouts_and_dtypes(cls, X):
 def test_device_auto_is_cpu_without_cuda(cls, X, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert tiny(cls).fit(X).net_.device == "cpu"
+
+
+@pytest.mark.parametrize("cls", [DenseAE, VAE, CNNAE])
+def test_fit_with_labels_drops_anomalies(cls):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(10, 16, 40)).astype(np.float32)
+    X_bad = np.concatenate([X, 50 + rng.normal(size=(3, 16, 40)).astype(np.float32)])
+    y = [0] * 10 + [1] * 3
+    params = dict(max_epochs=2, random_state=0, batch_size=8)
+    if cls is CNNAE:
+        params.update(patch_frames=16, patch_hop=8)
+    normal_only = cls(**params).fit(X)
+    labelled = cls(**params).fit(X_bad, y)
+    assert_array_equal(labelled.score_samples(X), normal_only.score_samples(X))
+    strings = cls(**params).fit(X_bad, ["normal"] * 10 + ["anomaly"] * 3)
+    assert_array_equal(strings.score_samples(X), normal_only.score_samples(X))
+    with pytest.raises(ValueError, match="y must be 0/1 or 'normal'/'anomaly'.*'2'"):
+        cls(**params).fit(X, [0] * 9 + [2])
+    with pytest.raises(ValueError, match="one label per clip"):
+        cls(**params).fit(X, [0, 1])
+    with pytest.raises(ValueError, match="every clip is labelled anomalous"):
+        cls(**params).fit(X, [1] * 10)
