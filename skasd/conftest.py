@@ -5,6 +5,15 @@ from pathlib import Path
 
 import pytest
 
+
+def pytest_configure(config):
+    # One torch thread: with torch's default OpenMP threads on a 2-core machine that anything
+    # else also uses, every small op waits at a barrier (CNNAE epochs ran 30x slower here).
+    import torch
+
+    torch.set_num_threads(1)
+
+
 _DEFAULT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
