@@ -318,6 +318,7 @@ class BaseAEDetector(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerM
             normal. Clips labelled anomalous are left out of training, so that
             ``GridSearchCV``'s final refit on labelled development data trains on the
             normal clips only, as every cross-validation fold of ``NormalTrainCV`` did.
+            A ``y`` that is not such a binary labelling is ignored.
 
         Returns
         -------
@@ -325,9 +326,9 @@ class BaseAEDetector(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerM
             The fitted detector.
         """
         self._validate_params()
+        X, width, hop = self._validate_input(X, reset=True)
         if y is not None:
             X = _normal_only(X, y, type(self).__name__)
-        X, width, hop = self._validate_input(X, reset=True)
         name = type(self).__name__
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(np.iinfo(np.int32).max))
@@ -509,17 +510,21 @@ class BaseAEDetector(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerM
 
 
 def _normal_only(X, y, name):
-    """The clips of ``X`` whose label in ``y`` is normal (0 / "normal")."""
-    labels = [{"normal": 0, "anomaly": 1}.get(v, v) if isinstance(v, str) else v for v in np.ravel(y).tolist()]
-    if np.ndim(y) != 1 or len(labels) != len(X):
-        raise ValueError(f"{name}: y must hold one label per clip ({len(X)}); got shape {np.shape(y)}.")
-    bad = sorted({str(v) for v in labels if v not in (0, 1)})
-    if bad:
-        raise ValueError(f"{name}: y must be 0/1 or 'normal'/'anomaly' (1 = anomaly); got {bad[:5]}.")
+    """The clips of ``X`` not labelled anomalous in ``y`` (1 / "anomaly").
+
+    Only binary anomaly labels (0/1, "normal"/"anomaly") select clips; any other ``y``
+    (e.g. multiclass targets) is ignored, as scikit-learn's outlier detectors ignore y.
+    """
+    y = np.asarray(y)
+    if y.ndim != 1 or len(y) != len(X):
+        raise ValueError(f"{name}: y must hold one label per clip ({len(X)}); got shape {y.shape}.")
+    labels = [{"normal": 0, "anomaly": 1}.get(v, v) if isinstance(v, str) else v for v in y.tolist()]
+    if any(v not in (0, 1) for v in labels):
+        return X
     anomaly = np.array(labels) == 1
     if anomaly.all():
-        raise ValueError(f"{name}: every clip is labelled anomalous; train on normal clips.")
-    return np.asarray(X)[~anomaly] if anomaly.any() else X
+        raise ValueError(f"{name}: all n_samples={len(X)} clips are labelled anomalous (y == 1); train on normal clips.")
+    return X[~anomaly] if anomaly.any() else X
 
 
 def _mean_std(X, clips, chunk=64):
