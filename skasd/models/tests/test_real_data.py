@@ -28,11 +28,11 @@ def slider(slider_dir, shared_data):
 
 # Measured with these exact settings (ranks of the anomaly among 16, 1 = top):
 # CNNAE() seeds 0-2: 1, 1, 1; DenseAE() seeds 0-4: 3, 1, 2, 1, 3 (100 epochs, slowest
-# test); VAE(max_epochs=8) seeds 0-3: 2, 1, 2, 1.
+# test); VAE(max_epochs=8) seeds 0-3: 2, 1, 2, 1. One seed each here, to keep CI short.
 @pytest.mark.parametrize(
     "cls, params, seed, max_rank",
-    [(CNNAE, {}, 0, 2), (CNNAE, {}, 1, 2), (DenseAE, {}, 0, 3), (VAE, {"max_epochs": 8}, 0, 2)],
-    ids=["CNNAE-0", "CNNAE-1", "DenseAE-0", "VAE-0"],
+    [(CNNAE, {}, 1, 2), (DenseAE, {}, 0, 3), (VAE, {"max_epochs": 8}, 0, 2)],
+    ids=["CNNAE-1", "DenseAE-0", "VAE-0"],
 )
 def test_slider_anomaly_ranks_on_top(slider, cls, params, seed, max_rank):
     train, test, mimii = slider
