@@ -248,7 +248,7 @@ def build_parser():
 
     p = sub.add_parser("demo", parents=[common], help="train and score on generated machine sounds")
     p.add_argument("--out", default="skasd-demo", help="output folder (default: ./skasd-demo)")
-    p.add_argument("--max-epochs", type=int, default=30, help="training epochs (default: 30)")
+    p.add_argument("--max-epochs", type=int, default=10, help="training epochs (default: 10)")
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -122,7 +122,7 @@ def write_dcase_layout(bunch, root, machine_type="machine", n_train=None):
     return load_dcase(root)
 
 
-def run_demo(out="skasd-demo", max_epochs=30, verbose=True):
+def run_demo(out="skasd-demo", max_epochs=10, verbose=True):
     """Generate machine sounds, train DenseAE and CNNAE, print the DCASE table, write a submission.
 
     Everything is written under ``out``: the generated clips in DCASE 2020
