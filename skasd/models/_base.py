@@ -14,6 +14,7 @@ chunk of clips (``Tensor.unfold``).
 """
 
 import math
+from abc import ABCMeta, abstractmethod
 from numbers import Integral, Real
 
 import numpy as np
@@ -231,7 +232,9 @@ class _RaiseOnNonFiniteLoss(Callback):
             )
 
 
-class BaseAEDetector(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseEstimator):
+class BaseAEDetector(
+    ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseEstimator, metaclass=ABCMeta
+):
     """Base class of the autoencoder anomaly detectors (not for direct use).
 
     Subclasses set ``_accepts_2d`` and ``_standardize`` and implement
@@ -258,13 +261,13 @@ class BaseAEDetector(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerM
         "verbose": ["verbose"],
     }
 
+    @abstractmethod
     def _module(self, width, n_mels):
         """``(AEModule subclass, init kwargs)`` for windows of shape ``(width, n_mels)``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _window(self):
         """``(width, hop)`` in frames of the windows the module sees in a 3-D clip."""
-        raise NotImplementedError
 
     # ------------------------------------------------------------------ input
     def _validate_input(self, X, reset):
