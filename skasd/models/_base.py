@@ -13,25 +13,21 @@ windows with one fancy index (``_WindowDataset.__getitems__``) and scoring unfol
 chunk of clips (``Tensor.unfold``).
 """
 
+import contextlib
 import math
 from abc import ABCMeta, abstractmethod
 from numbers import Integral, Real
 
 import numpy as np
-import scipy.stats
 import torch
-from sklearn.base import (
-    BaseEstimator,
-    ClassNamePrefixFeaturesOutMixin,
-    OutlierMixin,
-    TransformerMixin,
-    clone,
-)
+from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin, clone
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 from skorch import NeuralNet
 from skorch.callbacks import Callback, EarlyStopping, ProgressBar
+
+from ._outlier import CONTAMINATION_DOC, BaseDetector, normal_only
 
 __all__ = ["BaseAEDetector"]
 
@@ -58,11 +54,7 @@ early_stopping : int or None, default=None
     weights.
 callbacks : list of skorch callbacks or None, default=None
     Extra skorch callbacks (``LRScheduler``, ``Checkpoint``, ...), cloned at fit.
-contamination : "auto" or float in (0, 0.5], default="auto"
-    Sets ``offset_``. ``"auto"``: the DCASE 2023 rule, threshold at the 0.9 quantile of
-    a Gamma distribution fitted to the training clips' anomaly scores (empirical 0.9
-    quantile when fewer than 3 distinct scores). A float: that fraction of the training
-    clips is predicted anomalous, as in ``IsolationForest``.
+{contamination}
 device : str or torch.device, default="auto"
     ``"auto"``: CUDA when available, else the CPU. A model trained on a GPU unpickles
     on a CPU-only machine (skorch maps its tensors to the CPU, with a DeviceWarning).
@@ -92,16 +84,12 @@ def fill_doc(**defaults):
 
     def decorate(cls):
         indent = "\n" + " " * 4
-        params = COMMON_PARAMETERS.format(**defaults).replace("\n", indent)
+        params = COMMON_PARAMETERS.format(contamination=CONTAMINATION_DOC, **defaults).replace("\n", indent)
         attrs = COMMON_ATTRIBUTES.format(**defaults).replace("\n", indent)
         cls.__doc__ = cls.__doc__.replace("{common_parameters}", params).replace("{common_attributes}", attrs)
         return cls
 
     return decorate
-
-
-# DCASE 2023 baseline threshold rule: quantile of a Gamma fitted to training scores.
-_GAMMA_QUANTILE = 0.9
 
 
 class AEModule(torch.nn.Module):
@@ -232,9 +220,7 @@ class _RaiseOnNonFiniteLoss(Callback):
             )
 
 
-class BaseAEDetector(
-    ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseEstimator, metaclass=ABCMeta
-):
+class BaseAEDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseDetector, metaclass=ABCMeta):
     """Base class of the autoencoder anomaly detectors (not for direct use).
 
     Subclasses set ``_accepts_2d`` and ``_standardize`` and implement
@@ -255,7 +241,7 @@ class BaseAEDetector(
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
         "early_stopping": [Interval(Integral, 1, None, closed="left"), None],
         "callbacks": [list, None],
-        "contamination": [StrOptions({"auto"}), Interval(Real, 0, 0.5, closed="right")],
+        **BaseDetector._parameter_constraints,
         "device": [str, torch.device],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -331,13 +317,11 @@ class BaseAEDetector(
         self._validate_params()
         X, width, hop = self._validate_input(X, reset=True)
         if y is not None:
-            X = _normal_only(X, y, type(self).__name__)
+            X = normal_only(X, y, type(self).__name__)
         name = type(self).__name__
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(np.iinfo(np.int32).max))
-        device = self.device
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = resolve_device(self.device)
 
         # Clip-level split: all windows of a clip fall on the same side.
         n_valid = int(self.validation_fraction * len(X))
@@ -364,41 +348,47 @@ class BaseAEDetector(
             callbacks.append(("progress_bar", ProgressBar()))
         callbacks += [clone(cb, safe=False) for cb in self.callbacks or []]
 
-        dev = torch.device(device)
-        cuda_rngs = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else []
-        with torch.random.fork_rng(devices=cuda_rngs):
-            torch.manual_seed(seed)
-            module, module_params = self._module(width, X.shape[1])
-            net = _AENet(
-                module,
-                **{f"module__{key}": value for key, value in module_params.items()},
-                criterion=torch.nn.MSELoss,
-                optimizer=self.optimizer,
-                lr=self.lr,
-                l2=self.l2,
-                max_epochs=self.max_epochs,
-                batch_size=self.batch_size,
+        with torch_seed(seed, device):
+            net = self._make_net(
+                width,
+                X.shape[1],
+                device,
                 train_split=_ClipSplit(train, valid) if n_valid else None,
-                iterator_train__shuffle=True,
                 # a last batch of a single window would break batch normalisation
                 iterator_train__drop_last=n_train_windows % self.batch_size == 1,
-                iterator_train__collate_fn=_batch_as_is,
-                iterator_valid__collate_fn=_batch_as_is,
                 callbacks=callbacks,
-                device=device,
-                verbose=self.verbose,
             )
             net.fit(dataset, None)
         # fitted attributes only once training succeeded
         self.net_, self.loc_, self.scale_ = net, loc, scale
         self._n_features_out = net.module_.embed_dim
-
-        scores = -self._per_clip(X, width, hop, "window_errors")
-        if self.contamination == "auto":
-            self.offset_ = -_gamma_threshold(-scores)
-        else:
-            self.offset_ = float(np.percentile(scores, 100.0 * self.contamination))
+        self._set_offset(-self._per_clip(X, width, hop, "window_errors"))
         return self
+
+    def _make_net(self, width, n_mels, device, **kwargs):
+        """The (uninitialised) skorch net for windows ``(width, n_mels)`` on ``device``.
+
+        ``kwargs`` override or add skorch arguments (``train_split``, ``callbacks``, ...).
+        A model file is rebuilt by calling this with the fitted geometry, then
+        ``initialize()`` and loading the saved weights.
+        """
+        module, module_params = self._module(width, n_mels)
+        params = dict(
+            criterion=torch.nn.MSELoss,
+            optimizer=self.optimizer,
+            lr=self.lr,
+            l2=self.l2,
+            max_epochs=self.max_epochs,
+            batch_size=self.batch_size,
+            train_split=None,
+            iterator_train__shuffle=True,
+            iterator_train__collate_fn=_batch_as_is,
+            iterator_valid__collate_fn=_batch_as_is,
+            device=device,
+            verbose=self.verbose,
+        )
+        params.update({f"module__{key}": value for key, value in module_params.items()}, **kwargs)
+        return _AENet(module, **params)
 
     # ---------------------------------------------------------------- scoring
     def _per_clip(self, X, width, hop, method):
@@ -440,51 +430,6 @@ class BaseAEDetector(
         check_is_fitted(self)
         return -self._per_clip(*self._validate_input(X, reset=False), "window_errors")
 
-    def anomaly_score(self, X):
-        """Reconstruction error of each clip (DCASE sign: higher = more anomalous).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_clips, n_mels, n_frames) or (n_samples, n_features)
-            Clips to score.
-
-        Returns
-        -------
-        scores : ndarray of shape (n_clips,)
-            ``-score_samples(X)``.
-        """
-        return -self.score_samples(X)
-
-    def decision_function(self, X):
-        """Shifted score: negative for outliers, positive for inliers.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_clips, n_mels, n_frames) or (n_samples, n_features)
-            Clips to score.
-
-        Returns
-        -------
-        scores : ndarray of shape (n_clips,)
-            ``score_samples(X) - offset_``.
-        """
-        return self.score_samples(X) - self.offset_
-
-    def predict(self, X):
-        """Label each clip normal (1) or anomalous (-1) by the fitted threshold.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_clips, n_mels, n_frames) or (n_samples, n_features)
-            Clips to label.
-
-        Returns
-        -------
-        labels : ndarray of shape (n_clips,)
-            1 where ``decision_function(X) >= 0``, else -1.
-        """
-        return np.where(self.decision_function(X) < 0, -1, 1)
-
     def transform(self, X):
         """Latent embedding of each clip: the mean of its windows' latent vectors.
 
@@ -512,24 +457,6 @@ class BaseAEDetector(
         return tags
 
 
-def _normal_only(X, y, name):
-    """The clips of ``X`` not labelled anomalous in ``y`` (1 / "anomaly").
-
-    Only binary anomaly labels (0/1, "normal"/"anomaly") select clips; any other ``y``
-    (e.g. multiclass targets) is ignored, as scikit-learn's outlier detectors ignore y.
-    """
-    y = np.asarray(y)
-    if y.ndim != 1 or len(y) != len(X):
-        raise ValueError(f"{name}: y must hold one label per clip ({len(X)}); got shape {y.shape}.")
-    labels = [{"normal": 0, "anomaly": 1}.get(v, v) if isinstance(v, str) else v for v in y.tolist()]
-    if any(v not in (0, 1) for v in labels):
-        return X
-    anomaly = np.array(labels) == 1
-    if anomaly.all():
-        raise ValueError(f"{name}: all n_samples={len(X)} clips are labelled anomalous (y == 1); train on normal clips.")
-    return X[~anomaly] if anomaly.any() else X
-
-
 def _mean_std(X, clips, chunk=64):
     """Mean and standard deviation (float64) of ``X[clips]`` without copying all of it."""
     total = squares = 0.0
@@ -542,15 +469,19 @@ def _mean_std(X, clips, chunk=64):
     return float(mean), float(math.sqrt(max(squares / n - mean**2, 0.0))) or 1.0
 
 
-def _gamma_threshold(anomaly_scores):
-    """DCASE 2023 baseline threshold: 0.9 quantile of a Gamma fitted to the scores.
+def resolve_device(device):
+    """``"auto"`` -> ``"cuda"`` when available, else ``"cpu"``; anything else unchanged."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
 
-    Falls back to the empirical 0.9 quantile where the fit is impossible or degenerate
-    (fewer than 3 distinct scores, or a non-finite fitted quantile).
-    """
-    if len(np.unique(anomaly_scores)) >= 3:
-        with np.errstate(all="ignore"):
-            threshold = scipy.stats.gamma.ppf(_GAMMA_QUANTILE, *scipy.stats.gamma.fit(anomaly_scores))
-        if math.isfinite(threshold):
-            return float(threshold)
-    return float(np.quantile(anomaly_scores, _GAMMA_QUANTILE))
+
+@contextlib.contextmanager
+def torch_seed(seed, device):
+    """Seed torch (CPU and ``device``'s CUDA generator) inside the block, restoring the
+    global random state afterwards, so that fitting never disturbs the user's RNG."""
+    dev = torch.device(device)
+    cuda_rngs = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda_rngs):
+        torch.manual_seed(seed)
+        yield

@@ -1,0 +1,131 @@
+"""The outlier API every skasd detector shares, whatever computes its scores.
+
+A detector implements ``score_samples`` (higher = more normal) and calls
+``_set_offset(train_scores)`` at the end of ``fit``; this layer adds ``anomaly_score``,
+``decision_function`` and ``predict`` exactly as ``IsolationForest`` layers them, and the
+``contamination`` rule that places the threshold.
+"""
+
+import math
+from numbers import Real
+
+import numpy as np
+import scipy.stats
+from sklearn.base import BaseEstimator, OutlierMixin
+from sklearn.utils._param_validation import Interval, StrOptions
+
+__all__ = ["BaseDetector"]
+
+# DCASE 2023 baseline threshold rule: quantile of a Gamma fitted to training scores.
+_GAMMA_QUANTILE = 0.9
+
+CONTAMINATION_DOC = """\
+contamination : "auto" or float in (0, 0.5], default="auto"
+    Sets ``offset_``. ``"auto"``: the DCASE 2023 rule, threshold at the 0.9 quantile of
+    a Gamma distribution fitted to the training clips' anomaly scores (empirical 0.9
+    quantile when fewer than 3 distinct scores). A float: that fraction of the training
+    clips is predicted anomalous, as in ``IsolationForest``."""
+
+
+class BaseDetector(OutlierMixin, BaseEstimator):
+    """Outlier API on top of ``score_samples`` (not for direct use).
+
+    Subclasses implement ``fit`` (ending with ``self._set_offset(scores)`` on the training
+    clips' ``score_samples``) and ``score_samples``.
+    """
+
+    _parameter_constraints = {
+        "contamination": [StrOptions({"auto"}), Interval(Real, 0, 0.5, closed="right")],
+    }
+
+    def _set_offset(self, train_scores):
+        """Set ``offset_`` from the training clips' ``score_samples`` by ``contamination``."""
+        train_scores = np.asarray(train_scores, dtype=np.float64)
+        if self.contamination == "auto":
+            self.offset_ = -_gamma_threshold(-train_scores)
+        else:
+            self.offset_ = float(np.percentile(train_scores, 100.0 * self.contamination))
+
+    def anomaly_score(self, X):
+        """Anomaly score of each clip (DCASE sign: higher = more anomalous).
+
+        Parameters
+        ----------
+        X : array-like
+            Clips to score, in the layout the detector was fitted on.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_clips,)
+            ``-score_samples(X)``.
+        """
+        return -self.score_samples(X)
+
+    def decision_function(self, X):
+        """Shifted score: negative for outliers, positive for inliers.
+
+        Parameters
+        ----------
+        X : array-like
+            Clips to score.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_clips,)
+            ``score_samples(X) - offset_``.
+        """
+        return self.score_samples(X) - self.offset_
+
+    def predict(self, X):
+        """Label each clip normal (1) or anomalous (-1) by the fitted threshold.
+
+        Parameters
+        ----------
+        X : array-like
+            Clips to label.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_clips,)
+            1 where ``decision_function(X) >= 0``, else -1.
+        """
+        return np.where(self.decision_function(X) < 0, -1, 1)
+
+
+def normal_only(X, y, name):
+    """The rows of ``X`` not labelled anomalous in ``y`` (1 / "anomaly").
+
+    Only binary anomaly labels (0/1, "normal"/"anomaly") select clips; any other ``y``
+    (e.g. multiclass targets) is ignored, as scikit-learn's outlier detectors ignore y.
+    ``X`` may be any sequence supporting boolean indexing.
+    """
+    mask = normal_mask(y, len(X), name)
+    return X if mask is None else X[mask]
+
+
+def normal_mask(y, n, name):
+    """Boolean mask of the clips not labelled anomalous, or None where ``y`` is not binary."""
+    y = np.asarray(y)
+    if y.ndim != 1 or len(y) != n:
+        raise ValueError(f"{name}: y must hold one label per clip ({n}); got shape {y.shape}.")
+    labels = [{"normal": 0, "anomaly": 1}.get(v, v) if isinstance(v, str) else v for v in y.tolist()]
+    if any(v not in (0, 1) for v in labels):
+        return None
+    anomaly = np.array(labels) == 1
+    if anomaly.all():
+        raise ValueError(f"{name}: all n_samples={n} clips are labelled anomalous (y == 1); train on normal clips.")
+    return ~anomaly if anomaly.any() else None
+
+
+def _gamma_threshold(anomaly_scores):
+    """DCASE 2023 baseline threshold: 0.9 quantile of a Gamma fitted to the scores.
+
+    Falls back to the empirical 0.9 quantile where the fit is impossible or degenerate
+    (fewer than 3 distinct scores, or a non-finite fitted quantile).
+    """
+    if len(np.unique(anomaly_scores)) >= 3:
+        with np.errstate(all="ignore"):
+            threshold = scipy.stats.gamma.ppf(_GAMMA_QUANTILE, *scipy.stats.gamma.fit(anomaly_scores))
+        if math.isfinite(threshold):
+            return float(threshold)
+    return float(np.quantile(anomaly_scores, _GAMMA_QUANTILE))
