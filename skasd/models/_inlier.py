@@ -1,0 +1,457 @@
+"""Inlier models on clip embeddings: k-NN, Mahalanobis and Gaussian-mixture detectors.
+
+Every top DCASE 2021-2024 system scores a clip by how far its embedding lies from the
+embeddings of the normal training clips. These detectors do that on any 2-D embedding
+(``ClassifierEmbedding``, an autoencoder's ``transform``, ``ClipStatsTransformer``) with the
+outlier API of :class:`~skasd.models._outlier.BaseDetector`, and the DCASE 2022+ domain rule:
+fitted with per-clip ``domain`` labels ("source"/"target"), a clip's anomaly score is the
+minimum over the domains of its score against that domain's training clips only.
+"""
+
+from abc import abstractmethod
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.covariance import OAS, EmpiricalCovariance, LedoitWolf, ShrunkCovariance
+from sklearn.mixture import GaussianMixture
+from sklearn.neighbors import NearestNeighbors
+from sklearn.utils import _safe_indexing
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+
+from ._outlier import CONTAMINATION_DOC, BaseDetector, normal_mask
+
+__all__ = ["GMMDetector", "KNNDetector", "MahalanobisDetector"]
+
+_INPUT_DOC = """\
+    **Input.** ``X`` is 2-D ``(n_clips, n_features)``: one embedding or feature vector per
+    clip. A 3-D log-mel array ``(n_clips, n_mels, n_frames)`` is accepted too and reduced
+    to the per-band mean and standard deviation over frames, ``(n_clips, 2 * n_mels)``
+    (means first), so ``make_pipeline(LogMelTransformer(), {name}())`` runs as is."""
+
+_DOMAIN_DOC = """\
+    **Domains** (DCASE 2022+). ``fit(X, domain=d)`` with one label per clip (e.g.
+    ``"source"``/``"target"``, the ``domain`` column of :func:`~skasd.datasets.load_dcase`)
+    fits one model per domain; a clip's anomaly score is the minimum over the domains of its
+    score against that domain's model, so a target-domain clip is judged by the few target
+    training clips instead of drowning among the source clips. Test clips need no domain
+    label. In a :class:`~sklearn.pipeline.Pipeline` with
+    ``sklearn.set_config(enable_metadata_routing=True)``, request it with
+    ``detector.set_fit_request(domain=True)`` and pass ``pipe.fit(X, domain=d)``.
+
+    **Sections.** The DCASE protocol fits one model per section (machine ID). Fit one
+    detector (or pipeline) per section in a loop over the training table's
+    ``section_or_id`` groups and score each section's test clips with its own model
+    (see the user guide); a single meta-estimator cannot do this inside a Pipeline because
+    ``Pipeline.score_samples`` routes no per-clip metadata to tell the sections apart."""
+
+
+def _reduce_3d(X):
+    """Per-band mean and standard deviation over frames: (n, b, t) -> (n, 2b)."""
+    return np.concatenate([X.mean(axis=2), X.std(axis=2)], axis=1)
+
+
+class _InlierDetector(BaseDetector):
+    """Shared fit/score logic: input checks, anomaly-label filtering, per-domain models.
+
+    Subclasses implement ``_fit_domain(X)`` -> model, ``_anomaly(model, X)`` -> anomaly
+    scores (higher = more anomalous) and may override ``_train_anomaly(model, X)`` (the
+    training clips' own scores, e.g. leave-one-out).
+    """
+
+    _parameter_constraints = {**BaseDetector._parameter_constraints}
+
+    @abstractmethod
+    def _fit_domain(self, X):
+        """Fit and return the model of one domain's training clips ``X``."""
+
+    @abstractmethod
+    def _anomaly(self, model, X):
+        """Anomaly scores (higher = more anomalous) of ``X`` against ``model``."""
+
+    def _train_anomaly(self, model, X):
+        """Anomaly scores of the training clips ``X`` that fitted ``model``."""
+        return self._anomaly(model, X)
+
+    def _validate_input(self, X, reset):
+        name = type(self).__name__
+        X = check_array(X, allow_nd=True, dtype=np.float64, input_name="X", estimator=name)
+        if X.ndim > 3:
+            raise ValueError(
+                f"{name} expects a 2-D array (n_clips, n_features) of embeddings or a 3-D "
+                f"log-mel array (n_clips, n_mels, n_frames); got {X.ndim}-D input of shape {X.shape}."
+            )
+        if not reset and X.ndim != self._input_ndim:
+            raise ValueError(
+                f"{name} was fitted on {self._input_ndim}-D input but got {X.ndim}-D input of shape {X.shape}."
+            )
+        X = validate_data(self, X, reset=reset, allow_nd=True, dtype=np.float64)
+        if reset:
+            self._input_ndim = X.ndim
+        return _reduce_3d(X) if X.ndim == 3 else X
+
+    def fit(self, X, y=None, domain=None):
+        """Fit the model(s) on the normal clips and set the decision threshold.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_clips, n_features) or (n_clips, n_mels, n_frames)
+            Embeddings (or features) of the training clips.
+        y : array-like of shape (n_clips,), default=None
+            Optional labels, 1 (or ``"anomaly"``) = anomaly, 0 (or ``"normal"``) = normal;
+            clips labelled anomalous are left out. A non-binary ``y`` is ignored.
+        domain : array-like of shape (n_clips,), default=None
+            Domain of each training clip (e.g. ``"source"``/``"target"``): one model per
+            domain, and scores are the minimum over domains. None: one model.
+
+        Returns
+        -------
+        self : object
+            The fitted detector.
+        """
+        self._validate_params()
+        X = self._validate_input(X, reset=True)
+        name = type(self).__name__
+        blind = domain is None
+        domain = np.zeros(len(X), dtype=int) if blind else np.asarray(domain)
+        if domain.ndim != 1 or len(domain) != len(X):
+            raise ValueError(f"{name}: domain must hold one label per clip ({len(X)}); got shape {domain.shape}.")
+        if y is not None:
+            mask = normal_mask(y, len(X), name)
+            if mask is not None:
+                X, domain = X[mask], domain[mask]
+        names, domains = np.unique(domain, return_inverse=True)
+        models, train = [], np.full((len(names), len(X)), np.inf)
+        for d, label in enumerate(names):
+            rows = domains == d
+            self._check_domain_size(rows.sum(), "" if blind else f" in domain {str(label)!r}")
+            model = self._fit_domain(X[rows])
+            models.append(model)
+            train[d, rows] = self._train_anomaly(model, X[rows])
+            if (~rows).any():
+                train[d, ~rows] = self._anomaly(model, X[~rows])
+        self.models_ = models
+        self.domains_ = None if blind else names.astype(object)
+        if hasattr(models[0], "n_iter_"):
+            self.n_iter_ = max(model.n_iter_ for model in models)
+        self._set_offset(-train.min(axis=0))
+        return self
+
+    def _check_domain_size(self, n, where):
+        if n < 2:
+            raise ValueError(
+                f"{type(self).__name__} needs at least 2 normal training clips{where}; got {n}."
+            )
+
+    def score_samples(self, X):
+        """Minus the anomaly score of each clip (higher = more normal).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_clips, n_features) or (n_clips, n_mels, n_frames)
+            Clips to score, in the layout the detector was fitted on.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_clips,)
+            Minus the minimum over the fitted domains of the clip's anomaly score.
+        """
+        check_is_fitted(self)
+        X = self._validate_input(X, reset=False)
+        return -np.min([self._anomaly(model, X) for model in self.models_], axis=0)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.three_d_array = True
+        return tags
+
+
+class KNNDetector(_InlierDetector):
+    """k-nearest-neighbour detector: mean distance to the closest normal training clips.
+
+    The inlier model of most top DCASE 2021-2024 systems, on classifier embeddings.
+    Neighbours are found by :class:`sklearn.neighbors.NearestNeighbors`, whose brute-force
+    search processes queries in chunks (``sklearn.set_config(working_memory=...)``, 1 GiB by
+    default), so memory stays linear in the number of training clips.
+
+    Parameters
+    ----------
+    n_neighbors : int, default=1
+        Number of nearest training clips averaged (k).
+    metric : {"cosine", "euclidean"} or str, default="cosine"
+        Distance, any metric :class:`~sklearn.neighbors.NearestNeighbors` accepts. Cosine
+        distance (``1 - cos``) is the usual choice on classifier embeddings.
+    algorithm : {"auto", "brute", "ball_tree", "kd_tree"}, default="auto"
+        Neighbour search, passed to ``NearestNeighbors``.
+    n_jobs : int, default=None
+        Parallel jobs of the neighbour search.
+    CONTAMINATION
+
+    Attributes
+    ----------
+    models_ : list of NearestNeighbors
+        One fitted index per domain (one without domains).
+    domains_ : ndarray of str or None
+        The domain labels of ``models_``; None when fitted without domains.
+    offset_ : float
+        Threshold of ``decision_function``, from the leave-one-out training scores.
+    n_features_in_ : int
+        Number of features (or mel bands for 3-D input) seen in ``fit``.
+
+    See Also
+    --------
+    MahalanobisDetector : distance to the Gaussian of the training clips.
+    GMMDetector : likelihood under a Gaussian mixture.
+
+    Notes
+    -----
+    Anomaly score = mean distance to the ``n_neighbors`` nearest training clips. The
+    training clips' scores behind ``offset_`` are **leave-one-out**: each training clip's
+    own entry is excluded from its neighbours (its distance to itself is 0), so the
+    threshold reflects unseen normal clips. Scoring the training clips with
+    ``score_samples`` does not exclude them (a clip is its own nearest neighbour).
+    Each domain needs at least ``n_neighbors + 1`` normal training clips.
+
+    With ``n_neighbors=1`` the domain rule changes nothing: the smallest of the nearest
+    source and the nearest target distance is the nearest distance overall. Domains matter
+    for ``n_neighbors > 1``, where a target clip's k neighbours come from the few target
+    clips instead of the many source clips.
+
+INPUT
+
+DOMAIN
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skasd.models._inlier import KNNDetector
+    >>> rng = np.random.default_rng(0)
+    >>> train = rng.normal(size=(100, 8))
+    >>> knn = KNNDetector(n_neighbors=3, metric="euclidean").fit(train)
+    >>> knn.predict([np.zeros(8), np.full(8, 5.0)])
+    array([ 1, -1])
+    """
+
+    _parameter_constraints = {
+        **_InlierDetector._parameter_constraints,
+        "n_neighbors": [Interval(Integral, 1, None, closed="left")],
+        "metric": [str, callable],
+        "algorithm": [StrOptions({"auto", "brute", "ball_tree", "kd_tree"})],
+        "n_jobs": [Integral, None],
+    }
+
+    def __init__(self, n_neighbors=1, *, metric="cosine", algorithm="auto", contamination="auto", n_jobs=None):
+        self.n_neighbors = n_neighbors
+        self.metric = metric
+        self.algorithm = algorithm
+        self.contamination = contamination
+        self.n_jobs = n_jobs
+
+    def _check_domain_size(self, n, where):
+        if n < self.n_neighbors + 1:
+            raise ValueError(
+                f"KNNDetector with n_neighbors={self.n_neighbors} needs at least "
+                f"{self.n_neighbors + 1} normal training clips{where} (k neighbours plus the "
+                f"clip left out of its own training score); got {n}."
+            )
+
+    def _fit_domain(self, X):
+        return NearestNeighbors(
+            n_neighbors=self.n_neighbors, metric=self.metric, algorithm=self.algorithm, n_jobs=self.n_jobs
+        ).fit(X)
+
+    def _anomaly(self, model, X):
+        return model.kneighbors(X, n_neighbors=self.n_neighbors)[0].mean(axis=1)
+
+    def _train_anomaly(self, model, X):
+        # X=None: sklearn's leave-one-out query, each point is not its own neighbour
+        return model.kneighbors(None, n_neighbors=self.n_neighbors)[0].mean(axis=1)
+
+
+_COVARIANCES = {"ledoit_wolf": LedoitWolf, "oas": OAS, "empirical": EmpiricalCovariance}
+
+
+class MahalanobisDetector(_InlierDetector):
+    """Mahalanobis distance to the Gaussian of the normal training clips.
+
+    The DCASE 2022/2023 baselines' score. Fitted with ``domain`` labels it is the 2023
+    baseline's "selective Mahalanobis": one mean and covariance per domain, and a clip's
+    score is its smaller distance.
+
+    Parameters
+    ----------
+    covariance : {"ledoit_wolf", "oas", "empirical"} or float in [0, 1], default="ledoit_wolf"
+        Covariance estimator: Ledoit-Wolf or OAS shrinkage (:class:`~sklearn.covariance.LedoitWolf`,
+        :class:`~sklearn.covariance.OAS`), the plain sample covariance (``"empirical"``; its
+        pseudo-inverse where singular, which needs more clips than features to mean much),
+        or a fixed shrinkage towards the scaled identity (:class:`~sklearn.covariance.ShrunkCovariance`).
+        Shrinkage matters with few clips, e.g. ~10 target-domain clips.
+    CONTAMINATION
+
+    Attributes
+    ----------
+    models_ : list of sklearn covariance estimators
+        One fitted estimator (``location_``, ``precision_``) per domain.
+    domains_ : ndarray of str or None
+        The domain labels of ``models_``; None when fitted without domains.
+    offset_ : float
+        Threshold of ``decision_function``, from the training clips' in-sample scores.
+    n_features_in_ : int
+        Number of features (or mel bands for 3-D input) seen in ``fit``.
+
+    See Also
+    --------
+    KNNDetector : distance to the nearest training clips.
+
+    Notes
+    -----
+    Anomaly score = Mahalanobis distance ``sqrt((x - mu)' P (x - mu))`` with the domain's
+    mean ``mu`` and precision ``P`` (not squared, as the DCASE baselines). The training
+    scores behind ``offset_`` are in-sample.
+
+INPUT
+
+DOMAIN
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skasd.models._inlier import MahalanobisDetector
+    >>> rng = np.random.default_rng(0)
+    >>> train = rng.normal(size=(200, 4)) * [1, 1, 1, 10]
+    >>> maha = MahalanobisDetector().fit(train)
+    >>> maha.predict([[0, 0, 0, 20], [5, 0, 0, 0]])  # far along the wide axis is normal
+    array([ 1, -1])
+    """
+
+    _parameter_constraints = {
+        **_InlierDetector._parameter_constraints,
+        "covariance": [StrOptions(set(_COVARIANCES)), Interval(Real, 0, 1, closed="both")],
+    }
+
+    def __init__(self, *, covariance="ledoit_wolf", contamination="auto"):
+        self.covariance = covariance
+        self.contamination = contamination
+
+    def _fit_domain(self, X):
+        if isinstance(self.covariance, str):
+            est = _COVARIANCES[self.covariance]()
+        else:
+            est = ShrunkCovariance(shrinkage=self.covariance)
+        return est.fit(X)
+
+    def _anomaly(self, model, X):
+        return np.sqrt(np.maximum(model.mahalanobis(X), 0.0))
+
+
+class GMMDetector(_InlierDetector):
+    """Gaussian mixture of the normal training clips; anomaly score = minus log-likelihood.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+        Mixture components per domain (at most the number of training clips of a domain).
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+        Covariance form, as in :class:`~sklearn.mixture.GaussianMixture`.
+    reg_covar : float, default=1e-6
+        Added to the covariance diagonals for stability.
+    max_iter : int, default=100
+        EM iterations.
+    n_init : int, default=1
+        EM restarts; the best is kept.
+    random_state : int, RandomState instance or None, default=None
+        Seed of the initialisation.
+    CONTAMINATION
+
+    Attributes
+    ----------
+    models_ : list of GaussianMixture
+        One fitted mixture per domain.
+    domains_ : ndarray of str or None
+        The domain labels of ``models_``; None when fitted without domains.
+    n_iter_ : int
+        Most EM iterations any domain's mixture ran.
+    offset_ : float
+        Threshold of ``decision_function``, from the training clips' in-sample scores.
+    n_features_in_ : int
+        Number of features (or mel bands for 3-D input) seen in ``fit``.
+
+    Notes
+    -----
+    ``score_samples`` is the log-likelihood under the mixture (the maximum over domains).
+    Log-likelihoods are densities, so with domains the rule compares densities of models of
+    different sizes; with full covariances in high dimension and few target clips prefer
+    ``covariance_type="diag"`` or a larger ``reg_covar``.
+
+INPUT
+
+DOMAIN
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skasd.models._inlier import GMMDetector
+    >>> rng = np.random.default_rng(0)
+    >>> train = np.concatenate([rng.normal(-3, 1, size=(100, 2)), rng.normal(3, 1, size=(100, 2))])
+    >>> gmm = GMMDetector(n_components=2, random_state=0).fit(train)
+    >>> gmm.predict([[3, 3], [0, 0]])  # between the two clusters is abnormal
+    array([ 1, -1])
+    """
+
+    _parameter_constraints = {
+        **_InlierDetector._parameter_constraints,
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "covariance_type": [StrOptions({"full", "tied", "diag", "spherical"})],
+        "reg_covar": [Interval(Real, 0, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "n_init": [Interval(Integral, 1, None, closed="left")],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(
+        self,
+        n_components=1,
+        *,
+        covariance_type="full",
+        reg_covar=1e-6,
+        max_iter=100,
+        n_init=1,
+        random_state=None,
+        contamination="auto",
+    ):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.random_state = random_state
+        self.contamination = contamination
+
+    def _check_domain_size(self, n, where):
+        if n < max(2, self.n_components):
+            raise ValueError(
+                f"GMMDetector with n_components={self.n_components} needs at least "
+                f"{max(2, self.n_components)} normal training clips{where}; got {n}."
+            )
+
+    def _fit_domain(self, X):
+        return GaussianMixture(
+            n_components=self.n_components,
+            covariance_type=self.covariance_type,
+            reg_covar=self.reg_covar,
+            max_iter=self.max_iter,
+            n_init=self.n_init,
+            random_state=self.random_state,
+        ).fit(X)
+
+    def _anomaly(self, model, X):
+        return -model.score_samples(X)
+
+
+for _cls in (KNNDetector, MahalanobisDetector, GMMDetector):
+    _cls.__doc__ = (
+        _cls.__doc__.replace("    CONTAMINATION", "\n".join("    " + line for line in CONTAMINATION_DOC.splitlines()))
+        .replace("INPUT", _INPUT_DOC.format(name=_cls.__name__))
+        .replace("DOMAIN", _DOMAIN_DOC)
+    )
+del _cls

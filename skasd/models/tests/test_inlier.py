@@ -1,0 +1,220 @@
+"""KNNDetector, MahalanobisDetector, GMMDetector: sklearn checks, scores against
+numpy/scipy references, the domain rule, metadata routing, input errors."""
+
+import numpy as np
+import pytest
+import scipy.spatial.distance
+import sklearn
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.base import clone
+from sklearn.covariance import LedoitWolf
+from sklearn.exceptions import NotFittedError
+from sklearn.mixture import GaussianMixture
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from skasd.models._inlier import GMMDetector, KNNDetector, MahalanobisDetector
+
+DETECTORS = [KNNDetector, MahalanobisDetector, GMMDetector]
+
+_KNN_TRAIN_SELF = (
+    "by design the threshold comes from leave-one-out training scores while predict(X_train) "
+    "scores each training clip against itself (distance 0 to its own entry), so fitting and "
+    "predicting the same clips flags fewer than `contamination` of them"
+)
+
+
+def _expected_failures(estimator):
+    if isinstance(estimator, KNNDetector):
+        return dict.fromkeys(["check_outliers_train", "check_outliers_fit_predict"], _KNN_TRAIN_SELF)
+    return {}
+
+
+@parametrize_with_checks(
+    [
+        KNNDetector(),
+        KNNDetector(n_neighbors=3, metric="euclidean"),
+        MahalanobisDetector(),
+        MahalanobisDetector(covariance=0.2),
+        GMMDetector(random_state=0),
+    ],
+    expected_failed_checks=_expected_failures,
+)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    train = rng.normal(size=(60, 5)) * [1, 2, 3, 1, 1]
+    test = rng.normal(size=(20, 5)) * 2
+    return train, test
+
+
+# ------------------------------------------------------------------ scores vs references
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+@pytest.mark.parametrize("k", [1, 4])
+def test_knn_matches_brute_force(data, metric, k):
+    train, test = data
+    knn = KNNDetector(n_neighbors=k, metric=metric).fit(train)
+    D = scipy.spatial.distance.cdist(test, train, metric=metric)
+    expected = np.sort(D, axis=1)[:, :k].mean(axis=1)
+    assert_allclose(knn.anomaly_score(test), expected, rtol=1e-10, atol=1e-12)
+    # the threshold comes from leave-one-out training scores (own distance excluded)
+    Dt = scipy.spatial.distance.cdist(train, train, metric=metric)
+    np.fill_diagonal(Dt, np.inf)
+    loo = np.sort(Dt, axis=1)[:, :k].mean(axis=1)
+    est = KNNDetector(n_neighbors=k, metric=metric, contamination=0.1).fit(train)
+    assert est.offset_ == pytest.approx(np.percentile(-loo, 10))
+
+
+def test_mahalanobis_matches_scipy(data):
+    train, test = data
+    maha = MahalanobisDetector(covariance="empirical").fit(train)
+    VI = np.linalg.inv(np.cov(train, rowvar=False, bias=True))
+    mu = train.mean(axis=0)
+    expected = [scipy.spatial.distance.mahalanobis(x, mu, VI) for x in test]
+    assert_allclose(maha.anomaly_score(test), expected, rtol=1e-8)
+    lw = LedoitWolf().fit(train)
+    expected = [scipy.spatial.distance.mahalanobis(x, lw.location_, lw.precision_) for x in test]
+    assert_allclose(MahalanobisDetector().fit(train).anomaly_score(test), expected, rtol=1e-8)
+
+
+def test_gmm_is_minus_log_likelihood(data):
+    train, test = data
+    gmm = GMMDetector(n_components=2, covariance_type="diag", random_state=0).fit(train)
+    ref = GaussianMixture(n_components=2, covariance_type="diag", random_state=0).fit(train)
+    assert_allclose(gmm.score_samples(test), ref.score_samples(test), rtol=1e-10)
+    assert gmm.n_iter_ == ref.n_iter_
+
+
+@pytest.mark.parametrize("cls", DETECTORS)
+def test_outlier_api(cls, data):
+    train, test = data
+    est = (KNNDetector(metric="euclidean") if cls is KNNDetector else cls()).fit(train)
+    s = est.score_samples(test)
+    assert s.shape == (len(test),) and s.dtype == np.float64
+    assert_array_equal(est.anomaly_score(test), -s)
+    assert_array_equal(est.decision_function(test), s - est.offset_)
+    assert_array_equal(est.predict(test), np.where(s < est.offset_, -1, 1))
+    far = train.mean(axis=0) + 50 * train.std(axis=0)
+    assert est.predict(far[None])[0] == -1
+
+
+@pytest.mark.parametrize("cls", DETECTORS)
+def test_fit_with_labels_drops_anomalies(cls, data):
+    train, test = data
+    X = np.concatenate([train, train[:5] + 30])
+    y = np.r_[np.zeros(len(train)), np.ones(5)]
+    ref = cls().fit(train)
+    for labels in (y, np.where(y == 1, "anomaly", "normal")):
+        est = cls().fit(X, labels)
+        assert_allclose(est.score_samples(test), ref.score_samples(test))
+        assert est.offset_ == pytest.approx(ref.offset_)
+    with pytest.raises(ValueError, match="all n_samples=60 clips are labelled anomalous"):
+        cls().fit(train, np.ones(len(train)))
+
+
+@pytest.mark.parametrize("cls", DETECTORS)
+def test_3d_log_mel_reduced_to_band_mean_and_std(cls):
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(30, 8, 20))
+    est = cls().fit(X)
+    flat = np.concatenate([X.mean(axis=2), X.std(axis=2)], axis=1)
+    assert_allclose(est.score_samples(X[:5]), cls().fit(flat).score_samples(flat[:5]))
+    assert est.n_features_in_ == 8
+    with pytest.raises(ValueError, match="fitted on 3-D input but got 2-D"):
+        est.score_samples(flat)
+
+
+# -------------------------------------------------------------------------- domains
+def _two_domains(rng, n_source=80, n_target=10):
+    """Source around 0, target around a shifted centre: two separate clusters."""
+    source = rng.normal(size=(n_source, 4))
+    target = rng.normal(size=(n_target, 4)) * 0.5 + [6, 0, 0, 0]
+    return np.concatenate([source, target]), np.array(["source"] * n_source + ["target"] * n_target)
+
+
+@pytest.mark.parametrize(
+    "make", [lambda: KNNDetector(3), MahalanobisDetector, lambda: GMMDetector(covariance_type="diag")]
+)
+def test_domain_score_is_min_over_domain_models(make):
+    rng = np.random.default_rng(0)
+    X, domain = _two_domains(rng)
+    test = rng.normal(size=(15, 4)) * 2 + [3, 0, 0, 0]
+    est = make().fit(X, domain=domain)
+    assert est.domains_.tolist() == ["source", "target"]
+    per_domain = [make().fit(X[domain == d]).anomaly_score(test) for d in ("source", "target")]
+    assert_allclose(est.anomaly_score(test), np.minimum(*per_domain))
+    # differs from the domain-blind model, which sees one blob
+    assert not np.allclose(make().fit(X).anomaly_score(test), est.anomaly_score(test), rtol=1e-3)
+
+
+def test_knn_with_one_neighbour_is_domain_blind():
+    """min(nearest source, nearest target) is the nearest overall: documented."""
+    rng = np.random.default_rng(0)
+    X, domain = _two_domains(rng)
+    test = rng.normal(size=(15, 4)) * 2
+    assert_allclose(KNNDetector().fit(X, domain=domain).score_samples(test), KNNDetector().fit(X).score_samples(test))
+
+
+def test_domain_aware_knn_threshold_uses_leave_one_out_within_domain():
+    rng = np.random.default_rng(0)
+    X, domain = _two_domains(rng, n_source=20, n_target=6)
+    est = KNNDetector(metric="euclidean", contamination=0.2).fit(X, domain=domain)
+    D = scipy.spatial.distance.cdist(X, X)
+    np.fill_diagonal(D, np.inf)
+    source, target = domain == "source", domain == "target"
+    train = np.minimum(D[:, source].min(axis=1), D[:, target].min(axis=1))
+    assert est.offset_ == pytest.approx(np.percentile(-train, 20))
+
+
+def test_domain_is_routed_in_a_pipeline():
+    rng = np.random.default_rng(0)
+    X, domain = _two_domains(rng)
+    with sklearn.config_context(enable_metadata_routing=True):
+        pipe = make_pipeline(StandardScaler(), KNNDetector().set_fit_request(domain=True))
+        pipe.fit(X, domain=domain)
+        assert pipe[-1].domains_.tolist() == ["source", "target"]
+        manual = KNNDetector().fit(StandardScaler().fit_transform(X), domain=domain)
+        assert_allclose(pipe.score_samples(X[:7]), manual.score_samples(pipe[0].transform(X[:7])))
+
+
+# --------------------------------------------------------------------------- errors
+@pytest.mark.parametrize("cls", DETECTORS)
+def test_errors(cls, data):
+    train, test = data
+    with pytest.raises(NotFittedError, match=cls.__name__):
+        cls().score_samples(test)
+    bad = train.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        cls().fit(bad)
+    est = cls().fit(train)
+    with pytest.raises(ValueError, match="X has 4 features, but .* is expecting 5"):
+        est.score_samples(test[:, :4])
+    with pytest.raises(ValueError, match="NaN"):
+        est.score_samples(np.full_like(test, np.nan))
+    with pytest.raises(ValueError, match="expects a 2-D array .* got 4-D"):
+        cls().fit(train[:, :, None, None])
+    with pytest.raises(ValueError, match=r"domain must hold one label per clip \(60\)"):
+        cls().fit(train, domain=["source"] * 59)
+    with pytest.raises(ValueError, match="at least .* normal training clips in domain 'target'.*got 1"):
+        cls().fit(train, domain=["source"] * 59 + ["target"])
+
+
+def test_knn_k_larger_than_training_set():
+    X = np.random.default_rng(0).normal(size=(5, 3))
+    with pytest.raises(ValueError, match="n_neighbors=5 needs at least 6 normal training clips.*got 5"):
+        KNNDetector(n_neighbors=5).fit(X)
+    KNNDetector(n_neighbors=4).fit(X)
+    with pytest.raises(ValueError, match="n_components=8 needs at least 8"):
+        GMMDetector(n_components=8).fit(X)
+
+
+@pytest.mark.parametrize("cls", DETECTORS)
+def test_clone_keeps_params(cls):
+    est = cls(contamination=0.1)
+    assert clone(est).get_params() == est.get_params()
