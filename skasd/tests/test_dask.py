@@ -19,8 +19,8 @@ distributed = pytest.importorskip("distributed")
 
 @pytest.fixture(scope="module")
 def client():
-    # threads_per_worker=1 makes each worker set OMP_NUM_THREADS=1 before it starts, so torch
-    # runs single-threaded there as in this process (tests, conftest); set it explicitly too.
+    # Dask's nanny starts workers with OMP_NUM_THREADS=1, so torch runs single-threaded there as
+    # in this process (conftest); set it explicitly too, in case a Dask config changes that.
     with distributed.LocalCluster(
         n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None
     ) as cluster, distributed.Client(cluster, set_as_default=False) as client:
