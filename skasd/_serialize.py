@@ -169,13 +169,11 @@ class _Encoder:
         key = path
         while key in self.arrays:  # paths are unique; guard anyway
             key += "_"
-        self.arrays[key] = np.ascontiguousarray(arr)
+        self.arrays[key] = arr if arr.flags.c_contiguous else arr.copy(order="C")
         return {"@": "ndarray", "key": key, **extra}
 
     def value(self, v, path):
-        if v is None or isinstance(v, (bool, str)):
-            return v
-        if isinstance(v, int) and type(v) is int:
+        if v is None or type(v) in (bool, str, int):  # exact types: np.str_ is a str
             return v
         if type(v) is float:
             return v if math.isfinite(v) else {"@": "float", "value": repr(v)}
@@ -272,10 +270,12 @@ class _Encoder:
 
 
 def _net_args(est):
-    """Keyword arguments of ``est._make_net`` that rebuild the fitted net's geometry.
+    """Keyword arguments of ``est._make_net`` (besides ``device``) for the fitted geometry.
 
-    An estimator defines ``_net_args()``; the autoencoders (``BaseAEDetector``) use
-    ``width`` (frames per window, 1 for 2-D input) and ``n_mels`` (``n_features_in_``).
+    An estimator may define ``_net_args()``; without it, ``_make_net`` must read what it
+    needs from the fitted attributes (restored before it is called) and gets none. The
+    autoencoders (``BaseAEDetector``) take ``width`` (frames per window, 1 for 2-D input)
+    and ``n_mels`` (``n_features_in_``).
     """
     if hasattr(est, "_net_args"):
         return dict(est._net_args())
@@ -284,10 +284,7 @@ def _net_args(est):
     if isinstance(est, BaseAEDetector):
         width = 1 if est._input_ndim == 2 else est._window()[0]
         return {"width": int(width), "n_mels": int(est.n_features_in_)}
-    raise ModelFileError(
-        f"cannot store {type(est).__name__}.net_: the estimator defines no _net_args() "
-        f"(see the torch-estimator protocol in docs/model_files.rst); {_TRUST_HINT}"
-    )
+    return {}
 
 
 # ------------------------------------------------------------------------ decoding
