@@ -357,8 +357,10 @@ def _figures(score, y, threshold, detector, max_fpr):
         figures.append({"key": "roc", "title": "ROC curve", "src": _assets.png_uri(fig),
                         "alt": f"ROC curve; the shaded area is the pAUC region (FPR up to {max_fpr:g})"})
     fig, ax = _assets.new_figure((6, 4))
+    labelled = known.all() and np.unique(y).size == 2  # normals vs anomalies, else one histogram
+    # density: the normal and anomalous groups often differ much in size (MIMII: 5 to 1)
     ScoreHistogramDisplay.from_predictions(
-        score, y.astype(int) if known.all() else None, threshold, ax=ax, density=known.all())
+        score, y.astype(int) if labelled else None, threshold, ax=ax, density=labelled)
     figures.append({"key": "histogram", "title": "Score histogram", "src": _assets.png_uri(fig),
                     "alt": "Histogram of anomaly scores" + (" with the decision threshold" if threshold is not None else "")})
     net = getattr(detector, "net_", None)
