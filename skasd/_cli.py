@@ -11,6 +11,8 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
+
 MODELS = {"denseae": "DenseAE", "vae": "VAE", "cnnae": "CNNAE"}
 
 
@@ -79,39 +81,216 @@ def load_clips(data, machine_type=None, split=None):
     return clips.reset_index(drop=True)
 
 
-def save_model(pipe, path):
-    """Save a fitted pipeline with joblib, atomically."""
-    import joblib
+FORMATS = ("skasd", "joblib")
+CHUNK_SIZE = 256
 
+
+def model_format(path, fmt=None):
+    """``fmt``, or the format a model file name implies: joblib for ``.joblib``/``.pkl``, else skasd."""
+    if fmt is not None:
+        return fmt
+    return "joblib" if Path(path).suffix.lower() in (".joblib", ".pkl") else "skasd"
+
+
+def save_model(pipe, path, fmt=None, metadata=None):
+    """Save a fitted pipeline atomically: the safe skasd model format, or joblib (a pickle).
+
+    ``fmt`` None: joblib for a ``.joblib``/``.pkl`` file name, else skasd.
+    """
     from ._io import atomic_path
+    from ._serialize import ModelFileError, save
 
-    with atomic_path(path) as tmp:
-        joblib.dump(pipe, tmp)
+    if model_format(path, fmt) == "joblib":
+        import joblib
+
+        with atomic_path(path) as tmp:
+            joblib.dump(pipe, tmp)
+        return
+    try:
+        save(pipe, path, metadata=metadata)
+    except ModelFileError as exc:
+        raise CLIError(f"{exc}; or train with --format joblib") from exc
 
 
 def load_model(path, verbose=True):
-    """Load a pipeline saved by :func:`save_model` (a trusted file: joblib unpickles)."""
-    import joblib
+    """Load a pipeline saved by :func:`save_model`, detecting its format.
+
+    A skasd model file (a zip archive) is rebuilt without unpickling; any other file is
+    read with joblib, which runs code from the file: load only joblib files you trust.
+    """
     from sklearn.pipeline import Pipeline
+
+    from ._serialize import ModelFileError, is_model_file, load
 
     if not Path(path).is_file():
         raise CLIError(f"model file not found: {path}")
-    try:
-        pipe = joblib.load(path)
-    except Exception as exc:
-        raise CLIError(f"cannot read model file {path}: {type(exc).__name__}: {exc}") from exc
+    if is_model_file(path):
+        try:
+            pipe = load(path)
+        except ModelFileError as exc:
+            raise CLIError(f"cannot read model file {exc}") from exc
+    else:
+        import joblib
+
+        try:
+            pipe = joblib.load(path)
+        except Exception as exc:
+            raise CLIError(f"cannot read model file {path}: {type(exc).__name__}: {exc}") from exc
     if not (isinstance(pipe, Pipeline) and hasattr(pipe[-1], "anomaly_score")):
         raise CLIError(f"{path} is not a skasd model (expected a Pipeline ending in a skasd detector)")
     if "features" in pipe.named_steps:
         pipe.set_params(features__verbose=verbose)
+    _check_model(pipe, path)
     return pipe
 
 
+def _feature_step(pipe):
+    """The pipeline's first step when it turns audio into log-mel/MFCC features, else None."""
+    from ._features import LogMelTransformer
+
+    return pipe[0] if isinstance(pipe[0], LogMelTransformer) else None
+
+
+def _check_model(pipe, path):
+    """The feature step's bands must be what the detector was fitted on."""
+    feat, detector = _feature_step(pipe), pipe[-1]
+    if feat is None or len(pipe) != 2 or "n_features_in_" not in vars(detector):
+        return
+    name, bands = ("n_mfcc", feat.n_mfcc) if hasattr(feat, "n_mfcc") else ("n_mels", feat.n_mels)
+    if bands != detector.n_features_in_:
+        raise CLIError(
+            f"{path}: the features do not match the model: its {type(feat).__name__} makes "
+            f"{name}={bands} bands but its {type(detector).__name__} was fitted on "
+            f"{detector.n_features_in_} (n_features_in_)"
+        )
+
+
+def _check_sample_rates(paths, feat):
+    """Every readable file must be at the model's sample rate (resampling would change the features)."""
+    import soundfile as sf
+
+    for path in paths:
+        try:
+            rate = sf.info(path).samplerate
+        except (sf.SoundFileError, OSError):
+            continue  # reported by name when decoding fails
+        if rate != feat.sr:
+            raise CLIError(
+                f"{path} is sampled at {rate} Hz but the model's {type(feat).__name__} expects "
+                f"sr={feat.sr} Hz: resample the data to {feat.sr} Hz or train a model on it with "
+                f"--set features__sr={rate}"
+            )
+
+
+def _undecodable(paths, sr):
+    """``{path: message}`` of the files that fail to decode."""
+    from ._audio import AudioError, load_audio
+
+    bad = {}
+    for path in paths:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                load_audio(path, sr=sr)
+        except (AudioError, OSError) as exc:
+            bad[path] = str(exc).strip().splitlines()[0]
+    return bad
+
+
+def score_stream(pipe, paths, on_error="stop", chunk_size=CHUNK_SIZE, progress=False):
+    """Anomaly scores and decisions of audio files, ``chunk_size`` files at a time.
+
+    Only one chunk's features are in memory at once. Files at another sample rate than
+    the model's features raise :class:`CLIError`. A file that fails to decode raises
+    :class:`CLIError` naming it (``on_error="stop"``) or is left out (``"skip"``).
+
+    Returns
+    -------
+    score, decision : ndarray
+        Anomaly scores (higher = more anomalous) and ``predict`` output of the decoded files, in order.
+    failed : dict
+        ``{path: error message}`` of the files left out (empty with ``"stop"``).
+    """
+    from tqdm.auto import tqdm
+
+    from ._audio import AudioError, _listing
+
+    features, detector, feat = pipe[:-1], pipe[-1], _feature_step(pipe)
+    scores, decisions, failed = [], [], {}
+    with tqdm(total=len(paths), unit="file", desc="scoring", disable=not progress) as bar:
+        for start in range(0, len(paths), chunk_size):
+            chunk = list(paths[start : start + chunk_size])
+            n_files = len(chunk)
+            if feat is not None:
+                _check_sample_rates(chunk, feat)
+            try:
+                X = features.transform(chunk)
+            except (AudioError, OSError):
+                bad = _undecodable(chunk, feat.sr if feat is not None else 16000)
+                if not bad:
+                    raise
+                if on_error == "stop":
+                    raise CLIError(
+                        f"cannot decode {len(bad)} file(s): {_listing(f'{p} ({m})' for p, m in bad.items())}; "
+                        "nothing written (--on-error skip leaves them out and lists them in skipped.csv)"
+                    ) from None
+                failed.update(bad)
+                chunk = [p for p in chunk if p not in bad]
+                X = features.transform(chunk) if chunk else None
+            if chunk:
+                scores.append(detector.anomaly_score(X))
+                decisions.append(detector.predict(X))
+            bar.update(n_files)
+    if not scores:
+        return np.empty(0), np.empty(0, dtype=int), failed
+    return np.concatenate(scores), np.concatenate(decisions), failed
+
+
+def _score_cli(args, pipe, clips):
+    """Stream the clips through the model; the scored clips, their scores and decisions.
+
+    With ``--on-error skip`` the files that failed are written to ``<out>/skipped.csv``
+    (header only when none failed) and left out.
+    """
+    import pandas as pd
+
+    from ._io import write_text_atomic
+
+    _log(args, f"scoring {len(clips)} clips from {args.data}")
+    score, decision, failed = score_stream(
+        pipe, list(clips["path"]), args.on_error, args.chunk_size, progress=not args.quiet
+    )
+    if args.on_error == "skip":
+        out = Path(args.out) / "skipped.csv"
+        table = pd.DataFrame({"path": list(failed), "error": list(failed.values())})
+        write_text_atomic(out, table.to_csv(index=False))
+        if failed:
+            _log(args, f"skipped {len(failed)} file(s) that failed to decode, listed in {out}")
+        if len(failed) == len(clips):
+            raise CLIError(f"no clip could be decoded: all {len(clips)} failed (listed in {out})")
+    kept = clips[~clips["path"].isin(list(failed))].reset_index(drop=True)
+    return kept, score, decision
+
+
 def score_clips(pipe, clips):
-    """Features, anomaly scores and decisions (1 normal / -1 anomaly) for the clips' paths."""
+    """Features, anomaly scores and decisions (1 normal / -1 anomaly) for the clips' paths, in memory."""
     features = pipe[:-1].transform(list(clips["path"]))
     detector = pipe[-1]
     return features, detector.anomaly_score(features), detector.predict(features)
+
+
+class _FeaturesOnDemand:
+    """``features[idx]``: the features of the clips at ``idx``, computed when asked (for plots of a few clips)."""
+
+    def __init__(self, pipe, paths):
+        self.transform, self.paths = pipe[:-1].transform, list(paths)
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, idx):
+        rows = np.atleast_1d(np.arange(len(self.paths))[idx])
+        return self.transform([self.paths[i] for i in rows])
 
 
 def result_csv(reports):
@@ -143,46 +322,62 @@ def cmd_train(args):
         raise CLIError(f"no normal training clips under {args.data}")
     pipe = build_pipeline(args.model, _parse_sets(args.set), verbose=not args.quiet)
     mtype = normals["machine_type"].iloc[0]
+    fmt = model_format(args.out, args.format)
     _log(args, f"training {args.model} on {len(normals)} normal {mtype} clips from {args.data}")
     t0 = time.perf_counter()
     pipe.fit(list(normals["path"]))
-    save_model(pipe, args.out)
-    _log(args, f"trained in {time.perf_counter() - t0:.1f} s; model written to {args.out}")
+    save_model(pipe, args.out, fmt, metadata={"training_files": list(normals["path"]), "machine_type": mtype})
+    _log(args, f"trained in {time.perf_counter() - t0:.1f} s; {fmt} model written to {args.out}")
 
 
 def cmd_score(args):
     from ._submission import write_submission
 
-    pipe = load_model(args.model, verbose=not args.quiet)
+    pipe = load_model(args.model, verbose=False)
     clips = load_clips(args.data, args.machine_type, split="test")
-    _log(args, f"scoring {len(clips)} clips from {args.data}")
-    _, score, decision = score_clips(pipe, clips)
+    clips, score, decision = _score_cli(args, pipe, clips)
     for path in write_submission(clips, score, args.out, decision=decision):
         _log(args, f"wrote {path}")
 
 
-def cmd_evaluate(args):
-    from ._io import write_text_atomic
+def evaluation(args):
+    """Score the labelled test clips and compute the DCASE table; what ``evaluate`` reports.
+
+    Returns a namespace: ``pipe, clips`` (the scored clips), ``y`` (1 = anomaly), ``score``,
+    ``decision``, ``report`` (:func:`skasd.metrics.dcase_report`), ``machine_type`` and
+    ``features`` (computed on demand: ``features[idx]``).
+    """
+    from types import SimpleNamespace
+
     from .metrics import dcase_report
 
-    pipe = load_model(args.model, verbose=not args.quiet)
+    pipe = load_model(args.model, verbose=False)
     clips = load_clips(args.data, args.machine_type, split="test")
     clips = clips[clips["label"].notna()]
     if clips.empty:
         raise CLIError(f"no labelled test clips under {args.data}: evaluate needs normal and anomaly labels")
-    features, score, _ = score_clips(pipe, clips)
+    clips, score, decision = _score_cli(args, pipe, clips)
     y = (clips["label"] == "anomaly").to_numpy(int)
     domains = clips["domain"] if clips["domain"].notna().all() else None
     report = dcase_report(y, score, clips["section_or_id"], domains=domains)
-    mtype = clips["machine_type"].iloc[0]
-    print(f"{mtype}\n{report.to_string(float_format=lambda v: f'{v:.4f}')}")
+    return SimpleNamespace(
+        pipe=pipe, clips=clips, y=y, score=score, decision=decision, report=report,
+        machine_type=clips["machine_type"].iloc[0], features=_FeaturesOnDemand(pipe, clips["path"]),
+    )
+
+
+def cmd_evaluate(args):
+    from ._io import write_text_atomic
+
+    run = evaluation(args)
+    print(f"{run.machine_type}\n{run.report.to_string(float_format=lambda v: f'{v:.4f}')}")
     out = Path(args.out) / "result.csv"
-    write_text_atomic(out, result_csv({mtype: report}))
+    write_text_atomic(out, result_csv({run.machine_type: run.report}))
     _log(args, f"wrote {out}")
     if args.plot:
         from ._experiment import write_plots
 
-        for path in write_plots(args.plot, pipe, y, score, features):
+        for path in write_plots(args.plot, run.pipe, run.y, run.score, run.features):
             _log(args, f"wrote {path}")
 
 
@@ -203,6 +398,13 @@ def cmd_demo(args):
 
 
 # --------------------------------------------------------------------------- parser
+def _positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
 def build_parser():
     def global_args(p, default):
         p.add_argument("--quiet", action="store_true", default=default, help="no progress output")
@@ -219,22 +421,33 @@ def build_parser():
         p.add_argument("--data", required=True, help="DCASE/MIMII folder (dataset root or one machine type)")
         p.add_argument("--machine-type", help="machine type to use when DATA holds several")
 
+    def scoring_args(p):
+        p.add_argument("--model", required=True, help="model file written by 'skasd train' (skasd or joblib format)")
+        p.add_argument("--on-error", choices=("stop", "skip"), default="stop",
+                       help="a file that fails to decode: stop before writing anything (default), or skip it "
+                            "and list it in OUT/skipped.csv")
+        p.add_argument("--chunk-size", type=_positive_int, default=CHUNK_SIZE, metavar="N",
+                       help=f"files scored at a time; bounds memory (default: {CHUNK_SIZE})")
+
     p = sub.add_parser("train", parents=[common], help="train a detector on the normal training clips")
     data_args(p)
     p.add_argument("--model", default="cnnae", choices=sorted(MODELS), help="detector (default: cnnae)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="detector parameter, repeatable")
     p.add_argument("--out", required=True, help="model file to write")
+    p.add_argument("--format", choices=FORMATS,
+                   help="skasd: safe model file, loads without running code (default); joblib: a pickle, "
+                        "for trusted use only (default for a .joblib/.pkl --out)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("score", parents=[common], help="write the official DCASE anomaly-score files")
     data_args(p)
-    p.add_argument("--model", required=True, help="model file written by 'skasd train'")
+    scoring_args(p)
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("evaluate", parents=[common], help="AUC/pAUC per ID/section and result.csv")
     data_args(p)
-    p.add_argument("--model", required=True, help="model file written by 'skasd train'")
+    scoring_args(p)
     p.add_argument("--out", default=".", help="folder for result.csv (default: .)")
     p.add_argument("--plot", metavar="OUTDIR", help="also write ROC and score-histogram plots")
     p.set_defaults(func=cmd_evaluate)

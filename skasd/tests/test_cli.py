@@ -1,11 +1,16 @@
+import shutil
 import subprocess
 import sys
+import zipfile
 
+import numpy as np
 import pandas as pd
 import pytest
+import soundfile as sf
 
-from skasd._cli import main
+from skasd._cli import build_pipeline, load_model, main, save_model, score_clips
 from skasd._experiment import write_dcase_layout
+from skasd._serialize import ARRAYS, model_info
 
 
 @pytest.fixture(scope="module")
@@ -22,10 +27,136 @@ def dev_folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(dev_folder, tmp_path_factory):
-    model = tmp_path_factory.mktemp("model") / "pump.joblib"
+    model = tmp_path_factory.mktemp("model") / "pump.skasd"
     assert main(["train", "--data", str(dev_folder), "--model", "denseae", "--set", "max_epochs=2",
                  "--set", "random_state=0", "--out", str(model), "--quiet"]) == 0
     return model
+
+
+def _scores(folder):
+    """``{file name: score}`` of the submission files in ``folder``."""
+    rows = pd.concat([pd.read_csv(f, header=None) for f in sorted(folder.glob("anomaly_score_*.csv"))])
+    return dict(zip(rows[0], rows[1]))
+
+
+@pytest.fixture(scope="module")
+def clean_scores(dev_folder, trained, tmp_path_factory):
+    out = tmp_path_factory.mktemp("clean")
+    assert main(["score", "--model", str(trained), "--data", str(dev_folder), "--out", str(out), "--quiet"]) == 0
+    return _scores(out)
+
+
+@pytest.fixture
+def broken_folder(dev_folder, tmp_path):
+    """The dev folder plus a non-audio file and a truncated wav among the test clips."""
+    root = tmp_path / "pump"
+    shutil.copytree(dev_folder, root)
+    (root / "test" / "anomaly_id_00_00000097.wav").write_bytes(b"not audio at all" * 64)
+    good = (root / "test" / "normal_id_02_00000000.wav").read_bytes()
+    (root / "test" / "normal_id_02_00000098.wav").write_bytes(good[: len(good) // 2])
+    return root
+
+
+def test_train_writes_safe_format_by_default(dev_folder, trained, tmp_path):
+    assert zipfile.is_zipfile(trained)
+    meta = model_info(trained)["metadata"]
+    assert meta["n_training_files"] == 24 and meta["machine_type"] == "pump"
+    assert meta["features"][0]["sr"] == 16000 and meta["inputs"][0]["class"] == "DenseAE"
+    base = ["train", "--data", str(dev_folder), "--model", "denseae", "--set", "max_epochs=2",
+            "--set", "random_state=0", "--quiet", "--out"]
+    assert main([*base, str(tmp_path / "m.joblib")]) == 0  # .joblib keeps meaning joblib
+    assert main([*base, str(tmp_path / "m2.skasd"), "--format", "joblib"]) == 0
+    for name in ("m.joblib", "m2.skasd"):
+        assert not zipfile.is_zipfile(tmp_path / name)
+        pipe = load_model(tmp_path / name, verbose=False)
+        assert np.array_equal(pipe[-1].offset_, load_model(trained, verbose=False)[-1].offset_)
+
+
+def test_score_streams_in_chunks_with_identical_scores(dev_folder, trained, clean_scores, tmp_path, monkeypatch):
+    from skasd._features import LogMelTransformer
+
+    sizes, transform = [], LogMelTransformer.transform
+    monkeypatch.setattr(LogMelTransformer, "transform", lambda self, X: sizes.append(len(X)) or transform(self, X))
+    assert main(["score", "--model", str(trained), "--data", str(dev_folder), "--out", str(tmp_path),
+                 "--chunk-size", "5", "--quiet"]) == 0
+    assert sizes == [5, 5, 5, 1]
+    assert _scores(tmp_path) == clean_scores  # chunking changes no score
+    # in memory, as before streaming
+    pipe = load_model(trained, verbose=False)
+    from skasd.datasets import load_dcase
+
+    clips = load_dcase(dev_folder)
+    clips = clips[clips["split"] == "test"].reset_index(drop=True)
+    _, score, _ = score_clips(pipe, clips)
+    assert [clean_scores[p.rsplit("/", 1)[1]] for p in clips["path"]] == score.tolist()
+
+
+def test_on_error_stop_names_files_and_writes_nothing(broken_folder, trained, tmp_path, capsys):
+    out = tmp_path / "out"
+    for cmd in ("score", "evaluate"):
+        msg = _err([cmd, "--model", str(trained), "--data", str(broken_folder), "--out", str(out), "--quiet"], capsys)
+        assert "cannot decode 2 file(s)" in msg and "nothing written" in msg, msg
+        assert "anomaly_id_00_00000097.wav" in msg and "normal_id_02_00000098.wav (" in msg and "truncated" in msg
+        assert not out.exists()
+
+
+def test_on_error_skip_lists_files_and_leaves_them_out(broken_folder, trained, clean_scores, tmp_path):
+    out = tmp_path / "out"
+    assert main(["score", "--model", str(trained), "--data", str(broken_folder), "--out", str(out),
+                 "--on-error", "skip", "--chunk-size", "4", "--quiet"]) == 0
+    skipped = pd.read_csv(out / "skipped.csv")
+    assert sorted(p.rsplit("/", 1)[1] for p in skipped["path"]) == ["anomaly_id_00_00000097.wav",
+                                                                     "normal_id_02_00000098.wav"]
+    assert skipped["error"].str.contains("cannot decode as audio|truncated").all()
+    assert _scores(out) == clean_scores  # the other clips' scores are unchanged
+    assert main(["evaluate", "--model", str(trained), "--data", str(broken_folder), "--out", str(out / "ev"),
+                 "--on-error", "skip", "--quiet"]) == 0
+    assert (out / "ev" / "result.csv").is_file() and len(pd.read_csv(out / "ev" / "skipped.csv")) == 2
+
+
+def test_sample_rate_and_band_mismatch(dev_folder, trained, tmp_path, capsys):
+    root = tmp_path / "pump8k"
+    (root / "test").mkdir(parents=True)
+    for src in sorted((dev_folder / "test").iterdir())[:2]:
+        y, sr = sf.read(src)
+        sf.write(root / "test" / src.name, y[::2], sr // 2)
+    msg = _err(["score", "--model", str(trained), "--data", str(root), "--out", str(tmp_path / "o"), "--quiet"],
+               capsys)
+    assert "is sampled at 8000 Hz but the model's LogMelTransformer expects sr=16000 Hz" in msg
+    assert "--set features__sr=8000" in msg and not (tmp_path / "o").exists()
+
+    pipe = load_model(trained, verbose=False).set_params(features__n_mels=64)
+    save_model(pipe, tmp_path / "bad.skasd")
+    msg = _err(["score", "--model", str(tmp_path / "bad.skasd"), "--data", str(dev_folder), "--out", str(tmp_path)],
+               capsys)
+    assert "the features do not match the model: its LogMelTransformer makes n_mels=64 bands but its DenseAE " \
+           "was fitted on 128" in msg
+
+
+def test_unsafe_or_damaged_model_file_is_one_line(dev_folder, trained, tmp_path, capsys):
+    bad = tmp_path / "tampered.skasd"
+    shutil.copy(trained, bad)
+    with zipfile.ZipFile(bad) as zf:
+        content = {n: zf.read(n) for n in zf.namelist()}
+    content[ARRAYS] = content[ARRAYS][:-1] + bytes([content[ARRAYS][-1] ^ 1])
+    with zipfile.ZipFile(bad, "w") as zf:
+        for name, data in content.items():
+            zf.writestr(name, data)
+    msg = _err(["score", "--model", str(bad), "--data", str(dev_folder), "--out", str(tmp_path / "o")], capsys)
+    assert msg.startswith("skasd score: error: cannot read model file") and "tampered" in msg
+    with pytest.raises(SystemExit):
+        main(["score", "--model", str(trained), "--data", str(dev_folder), "--out", str(tmp_path), "--chunk-size", "0"])
+    assert "must be a positive integer" in capsys.readouterr().err
+
+
+def test_save_model_refuses_foreign_pipeline_in_skasd_format(tmp_path):
+    from sklearn.ensemble import IsolationForest
+
+    pipe = build_pipeline("denseae", verbose=False)
+    pipe.steps[-1] = ("model", IsolationForest())
+    with pytest.raises(Exception, match="IsolationForest.*or train with --format joblib"):
+        save_model(pipe, tmp_path / "m.skasd")
+    save_model(pipe, tmp_path / "m.joblib")  # joblib stays available for foreign estimators
 
 
 def test_score_writes_one_row_per_test_clip(dev_folder, trained, tmp_path):
@@ -64,7 +195,7 @@ def _err(argv, capsys):
 
 
 def test_errors_are_one_line(dev_folder, trained, tmp_path, capsys):
-    out = str(tmp_path / "m.joblib")
+    out = str(tmp_path / "m.skasd")
     assert "data folder not found: /nonexistent" in _err(["train", "--data", "/nonexistent", "--out", out], capsys)
     (tmp_path / "empty").mkdir()
     assert "empty" in _err(["train", "--data", str(tmp_path / "empty"), "--out", out], capsys)
@@ -83,7 +214,7 @@ def test_errors_are_one_line(dev_folder, trained, tmp_path, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "invalid choice: 'svm'" in err[0]
-    assert not (tmp_path / "m.joblib").exists()
+    assert not (tmp_path / "m.skasd").exists()
 
 
 def test_console_script_no_traceback_and_debug(tmp_path):
@@ -99,7 +230,7 @@ def test_console_script_no_traceback_and_debug(tmp_path):
 
 @pytest.mark.slow
 def test_train_score_on_shared_slider(slider_dir, tmp_path):
-    model = tmp_path / "m.joblib"
+    model = tmp_path / "m.skasd"
     assert main(["train", "--data", str(slider_dir), "--machine-type", "slider", "--model", "cnnae",
                  "--set", "max_epochs=1", "--out", str(model), "--quiet"]) == 0
     assert main(["score", "--model", str(model), "--data", str(slider_dir), "--out", str(tmp_path / "s"),
