@@ -354,20 +354,20 @@ def _figures(score, y, threshold, detector, max_fpr):
     if known.any() and np.unique(y[known]).size == 2:
         fig, ax = _assets.new_figure((5, 5))
         RocDisplay.from_predictions(y[known].astype(int), score[known], max_fpr=max_fpr, ax=ax)
-        figures.append({"key": "roc", "title": "ROC curve", "src": _assets.png_uri(fig),
+        figures.append({"key": "roc", "title": "ROC curve", "src": _assets.image_uri(fig),
                         "alt": f"ROC curve; the shaded area is the pAUC region (FPR up to {max_fpr:g})"})
     fig, ax = _assets.new_figure((6, 4))
     labelled = known.all() and np.unique(y).size == 2  # normals vs anomalies, else one histogram
     # density: the normal and anomalous groups often differ much in size (MIMII: 5 to 1)
     ScoreHistogramDisplay.from_predictions(
         score, y.astype(int) if labelled else None, threshold, ax=ax, density=labelled)
-    figures.append({"key": "histogram", "title": "Score histogram", "src": _assets.png_uri(fig),
+    figures.append({"key": "histogram", "title": "Score histogram", "src": _assets.image_uri(fig),
                     "alt": "Histogram of anomaly scores" + (" with the decision threshold" if threshold is not None else "")})
     net = getattr(detector, "net_", None)
     if net is not None and len(net.history):
         fig, ax = _assets.new_figure((6, 4))
         LossHistoryDisplay.from_estimator(detector, ax=ax)
-        figures.append({"key": "loss", "title": "Training loss", "src": _assets.png_uri(fig),
+        figures.append({"key": "loss", "title": "Training loss", "src": _assets.image_uri(fig),
                         "alt": "Training loss per epoch"})
     return figures
 

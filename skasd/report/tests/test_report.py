@@ -101,9 +101,9 @@ def test_every_source_decodes(scored, embedded):
     assert len(images) >= 3 + len(set(int(c["data-index"]) for v in page.sections.values() for c in v))
     for src in images:
         mime, payload = read_source(src, path)
-        assert mime == "image/png"
         fmt, (width, height) = decode_image(payload)
-        assert fmt == "PNG" and width > 100 and height > 50
+        assert mime == f"image/{fmt.lower()}" and fmt in ("PNG", "JPEG") and width > 100 and height > 50
+    assert {c["img"].split(";")[0] for v in page.sections.values() for c in v if c["img"]} == {"data:image/jpeg"}
     for card in (c for v in page.sections.values() for c in v if c["audio"]):
         mime, payload = read_source(card["audio"], path)
         assert mime == "audio/flac"
