@@ -23,7 +23,7 @@ import zlib
 
 import numpy as np
 
-from ._audio import _check_clips, _listing
+from ._audio import AudioError, _check_clips, _listing
 from ._io import atomic_path, write_text_atomic
 
 # Bump when what an entry holds changes (feature code, layout): old entries are then ignored.
@@ -157,12 +157,7 @@ def cached_features(directory, params, X, *, load, compute, n_rows, n_frames=Non
             return _uncached(load, compute, clips, W)
         out[i] = a
     if damaged:
-        warnings.warn(
-            f"{len(damaged)} feature cache entr{'y is' if len(damaged) == 1 else 'ies are'} corrupt, "
-            f"truncated or of the wrong shape; recomputing: {_listing(damaged)}",
-            UserWarning,
-            stacklevel=3,
-        )
+        _warn_damaged(damaged)
 
     if missing:
         F = compute(W[missing] if W is not None else load([clips[i] for i in missing]))
@@ -194,3 +189,85 @@ def cached_features(directory, params, X, *, load, compute, n_rows, n_frames=Non
 def _uncached(load, compute, clips, W):
     """Clips of unequal length (no ``duration``): the uncached path raises its AudioError."""
     return compute(load(clips) if W is None else W)
+
+
+def fill_cache(directory, params, X, *, load, compute, n_rows, n_frames=None, chunk=64):
+    """Make sure every clip of ``X`` has a valid cache entry, computing the others in chunks.
+
+    Like :func:`cached_features` but nothing is returned stacked: at most ``chunk`` clips'
+    waveforms and features are in memory at once, so the cache can be filled for more clips
+    than fit in memory. Damaged entries are recomputed with one warning.
+
+    Returns
+    -------
+    cache : FeatureCache
+    keys : list of str or None
+        One key per clip of ``X`` (None for a file that could not be stat-ed but decoded).
+    sources : list of paths, or float32 ndarray of shape (n_clips, n_samples)
+        What recomputes a clip's features: its path, or its (validated) waveform.
+    n_frames : int
+        Frames per clip, the same for all (else the :class:`~skasd.AudioError` of unequal lengths).
+    """
+    cache = FeatureCache(directory, params)
+    kind, clips = _check_clips(X, finite=False)
+    if kind == "paths":
+        sources = clips
+        keys = [cache.path_key(p) for p in clips]
+        names = [os.fspath(p) for p in clips]
+    else:
+        sources = load(clips)  # in memory already: validates and warns as without a cache
+        keys = [cache.waveform_key(w) for w in sources]
+        names = [f"clip {i}" for i in range(len(keys))]
+    seen, damaged, failed = set(), [], []
+    for start in range(0, len(keys), chunk):
+        todo = []
+        for i in range(start, min(start + chunk, len(keys))):
+            key = keys[i]
+            if key in seen:
+                continue
+            a = None
+            if key is not None:
+                seen.add(key)
+                try:
+                    a = cache.get(key, (n_rows, n_frames))
+                except ValueError as e:
+                    damaged.append(f"{cache.entry(key)} ({names[i]}: {e})")
+            if a is None:
+                todo.append(i)
+            elif n_frames is None:
+                n_frames = a.shape[1]
+        if not todo:
+            continue
+        F = compute(load([clips[i] for i in todo]) if kind == "paths" else sources[todo])
+        if n_frames is not None and F.shape[2] != n_frames:
+            raise AudioError(
+                f"clips differ in length: {names[todo[0]]} and the clips after it give {F.shape[2]} "
+                f"frames, earlier clips {n_frames}; pass duration= (seconds) to crop/zero-pad every "
+                "clip to one length"
+            )
+        n_frames = F.shape[2]
+        for i, f in zip(todo, F):
+            if keys[i] is not None:
+                try:
+                    cache.put(keys[i], f)
+                except OSError as e:
+                    failed.append(f"{names[i]} ({e})")
+    if damaged:
+        _warn_damaged(damaged)
+    if failed:
+        warnings.warn(
+            f"could not write {len(failed)} feature cache entr{'y' if len(failed) == 1 else 'ies'} under "
+            f"{cache.root} (they are recomputed whenever read): {_listing(failed)}",
+            UserWarning,
+            stacklevel=3,
+        )
+    return cache, keys, sources, n_frames
+
+
+def _warn_damaged(damaged, stacklevel=4):
+    warnings.warn(
+        f"{len(damaged)} feature cache entr{'y is' if len(damaged) == 1 else 'ies are'} corrupt, "
+        f"truncated or of the wrong shape; recomputing: {_listing(damaged)}",
+        UserWarning,
+        stacklevel=stacklevel,
+    )

@@ -2,7 +2,7 @@
 
 import os
 import sys
-from functools import lru_cache, partial
+from functools import lru_cache
 from numbers import Integral, Real
 
 import numpy as np
@@ -10,7 +10,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from threadpoolctl import threadpool_limits
 
 from ._audio import _check_clips, _load_batch, _n_samples
-from ._cache import cached_features
+from ._cache import cached_features, fill_cache
 
 __all__ = ["LogMelTransformer", "MFCCTransformer"]
 
@@ -80,6 +80,11 @@ class LogMelTransformer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         Each clip's log-mel is computed once, stored, and read back by every later
         ``transform`` with the same feature parameters: across folds, grid-search candidates
         (``clone`` keeps the parameter), processes and runs. See Notes.
+    lazy : bool, default=False
+        Return a :class:`~skasd.FeatureStore` instead of an array: the clips' features are
+        computed into the cache (``cache`` is required) in chunks of 64 clips and read back
+        from disk only when indexed, so datasets larger than memory can be transformed. The
+        autoencoder detectors train on a store by streaming it (see their ``stream_buffer``).
 
     Attributes
     ----------
@@ -159,6 +164,7 @@ class LogMelTransformer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         n_jobs=None,
         verbose=False,
         cache=None,
+        lazy=False,
     ):
         self.sr = sr
         self.n_fft = n_fft
@@ -175,6 +181,7 @@ class LogMelTransformer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         self.n_jobs = n_jobs
         self.verbose = verbose
         self.cache = cache
+        self.lazy = lazy
 
     def _check_params(self):
         for name in ("sr", "n_fft", "hop_length", "n_mels"):
@@ -194,6 +201,10 @@ class LogMelTransformer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
             raise ValueError(f"backend must be one of {_BACKENDS}, got {self.backend!r}")
         if self.cache is not None and not isinstance(self.cache, (str, os.PathLike)):
             raise ValueError(f"cache must be None or a directory path, got {self.cache!r}")
+        if self.lazy not in (True, False):
+            raise ValueError(f"lazy must be True or False, got {self.lazy!r}")
+        if self.lazy and self.cache is None:
+            raise ValueError("lazy=True reads the features back from the feature cache: set cache=DIR too")
 
     def fit(self, X, y=None):
         """Check the parameters; nothing is learned.
@@ -222,14 +233,12 @@ class LogMelTransformer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
 
         Returns
         -------
-        ndarray of float32, shape (n_clips, n_mels, n_frames)
+        ndarray of float32, shape (n_clips, n_mels, n_frames), or FeatureStore
+            A :class:`~skasd.FeatureStore` of that shape with ``lazy=True``.
         """
         self._check_params()
-        load = partial(
-            _load_batch, sr=self.sr, duration=self.duration, n_jobs=self.n_jobs, verbose=self.verbose
-        )
         if self.cache is None:
-            return self._log_mel(load(X))
+            return self._finish(self._log_mel(self._load(X)))
         n = _n_samples(self.duration, self.sr)
         if n is None:
             n_frames = None
@@ -237,10 +246,24 @@ class LogMelTransformer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
             n_frames = 1 + n // self.hop_length
         else:
             n_frames = 1 + (n - self.n_fft) // self.hop_length if n >= self.n_fft else None
-        return cached_features(
-            self.cache, self._cache_params(), X,
-            load=load, compute=self._log_mel, n_rows=self.n_mels, n_frames=n_frames,
-        )
+        args = (self.cache, self._cache_params(), X)
+        kwargs = dict(load=self._load, compute=self._log_mel, n_rows=self.n_mels, n_frames=n_frames)
+        if self.lazy:
+            from ._stream import FeatureStore
+
+            return FeatureStore._from_transformer(self, fill_cache(*args, **kwargs))
+        return self._finish(cached_features(*args, **kwargs))
+
+    def _load(self, X):
+        """Decode/validate clips into a float32 ``(n_clips, n_samples)`` array at ``sr``."""
+        return _load_batch(X, sr=self.sr, duration=self.duration, n_jobs=self.n_jobs, verbose=self.verbose)
+
+    def _finish(self, logmel):
+        """This transformer's output from stacked log-mels (the identity here)."""
+        return logmel
+
+    def _n_bands_out(self):
+        return self.n_mels
 
     def _cache_params(self):
         """What the stored log-mel depends on, normalised (``power`` 2 == 2.0, ``fmax`` None == sr/2)."""
@@ -319,8 +342,9 @@ class MFCCTransformer(LogMelTransformer, auto_wrap_output_keys=None):
         Number of coefficients kept (at most ``n_mels``).
     **params
         ``sr, n_fft, hop_length, n_mels, power, fmin, fmax, center, pad_mode, duration,
-        backend, device, n_jobs, verbose, cache``: as in :class:`LogMelTransformer`. The cache
-        stores the log-mel (shared with :class:`LogMelTransformer`); the DCT is applied after.
+        backend, device, n_jobs, verbose, cache, lazy``: as in :class:`LogMelTransformer`. The
+        cache stores the log-mel (shared with :class:`LogMelTransformer`); the DCT is applied
+        after reading (also by a lazy :class:`~skasd.FeatureStore`).
 
     Examples
     --------
@@ -350,6 +374,7 @@ class MFCCTransformer(LogMelTransformer, auto_wrap_output_keys=None):
         n_jobs=None,
         verbose=False,
         cache=None,
+        lazy=False,
     ):
         super().__init__(
             sr=sr,
@@ -367,6 +392,7 @@ class MFCCTransformer(LogMelTransformer, auto_wrap_output_keys=None):
             n_jobs=n_jobs,
             verbose=verbose,
             cache=cache,
+            lazy=lazy,
         )
         self.n_mfcc = n_mfcc
 
@@ -385,9 +411,15 @@ class MFCCTransformer(LogMelTransformer, auto_wrap_output_keys=None):
 
         Returns
         -------
-        ndarray of float32, shape (n_clips, n_mfcc, n_frames)
+        ndarray of float32, shape (n_clips, n_mfcc, n_frames), or FeatureStore
+            A :class:`~skasd.FeatureStore` of that shape with ``lazy=True``.
         """
+        return super().transform(X)
+
+    def _finish(self, logmel):
         from scipy.fft import dct
 
-        logmel = super().transform(X)
         return np.ascontiguousarray(dct(logmel, type=2, norm="ortho", axis=1)[:, : self.n_mfcc])
+
+    def _n_bands_out(self):
+        return self.n_mfcc

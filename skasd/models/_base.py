@@ -11,10 +11,18 @@ baseline concatenates frames). A 2-D row of ``n_features`` is one window of widt
 Windows are never materialised for the whole dataset: training gathers a batch of
 windows with one fancy index (``_WindowDataset.__getitems__``) and scoring unfolds a
 chunk of clips (``Tensor.unfold``).
+
+A :class:`~skasd.FeatureStore` (clips on disk) is streamed instead (``_ClipStream``): each
+epoch reads the clips in shuffled order, ``stream_buffer`` clips at a time, and shuffles the
+windows within that buffer, so memory holds one buffer and one batch, not the dataset.
 """
 
 import contextlib
+import hashlib
+import json
 import math
+import os
+import warnings
 from abc import ABCMeta, abstractmethod
 from numbers import Integral, Real
 
@@ -22,12 +30,16 @@ import numpy as np
 import torch
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin, clone
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 from skorch import NeuralNet
-from skorch.callbacks import Callback, EarlyStopping, ProgressBar
+from skorch.callbacks import Callback, Checkpoint, EarlyStopping, LoadInitState, ProgressBar
+from skorch.hf import AccelerateMixin
+from skorch.utils import noop
 
-from ._outlier import CONTAMINATION_DOC, BaseDetector, normal_only
+from .._io import write_text_atomic
+from .._stream import FeatureStore
+from ._outlier import CONTAMINATION_DOC, BaseDetector, normal_mask
 
 __all__ = ["BaseAEDetector"]
 
@@ -53,7 +65,31 @@ early_stopping : int or None, default=None
     no validation set) has not improved for that many epochs, and restore the best
     weights.
 callbacks : list of skorch callbacks or None, default=None
-    Extra skorch callbacks (``LRScheduler``, ``Checkpoint``, ...), cloned at fit.
+    Extra skorch callbacks (``LRScheduler``, ...), cloned at fit.
+stream_buffer : int, default=256
+    Clips held in memory at once when ``X`` is a :class:`~skasd.FeatureStore` (e.g. from
+    ``LogMelTransformer(cache=DIR, lazy=True)``): each epoch reads the training clips in a
+    new random order, this many at a time, and shuffles the windows within each buffer.
+    When all training clips fit in one buffer, training equals training on the array (same
+    seed, same scores); arrays ignore it.
+checkpoint : str, path-like or None, default=None
+    Folder for resumable training: the net's weights, optimizer state, history and torch's
+    random state are saved there every ``checkpoint_every`` epochs (skorch ``Checkpoint``;
+    written into alternating subfolders, then ``latest.json`` is replaced atomically). A
+    ``fit`` that finds a checkpoint of the same run (same class, parameters other than
+    ``max_epochs``, ``callbacks``, ``verbose``, ``device``, ``accelerator`` and the
+    checkpoint ones, data shape and first/last training clip) resumes after its last epoch
+    and gives the model an uninterrupted run would (CPU: within 1e-6 relative); one of
+    another run is an error. Early stopping's patience count and the state of extra
+    callbacks restart at resume. Meant for one long fit, not for a search over clones.
+checkpoint_every : int, default=1
+    Epochs between checkpoints (the last epoch is always saved).
+accelerator : accelerate.Accelerator or None, default=None
+    Train through Hugging Face Accelerate (skorch's ``AccelerateMixin``; ``device`` is then
+    ignored and the accelerator places the model and batches). Multi-GPU data-parallel
+    training: build ``Accelerator()`` in a script and run it with ``accelerate launch
+    script.py``; each process fits on the same data and the gradients are averaged. Scoring
+    runs in each process on the accelerator's device.
 {contamination}
 device : str or torch.device, default="auto"
     ``"auto"``: CUDA when available, else the CPU. A model trained on a GPU unpickles
@@ -153,6 +189,91 @@ class _WindowDataset(torch.utils.data.Dataset):
         return w[0], w[0]
 
 
+class _ClipStream(torch.utils.data.IterableDataset):
+    """Windows of the clips of a :class:`~skasd.FeatureStore`, streamed from disk in batches.
+
+    The counterpart of ``_WindowDataset`` for clips that are not in memory: iterating
+    yields ``(windows, windows)`` batches of ``batch_size`` windows. The clips ``clips``
+    (indices into the store) are read ``buffer`` at a time; with ``shuffle`` the clip order
+    is a new random permutation each epoch and the windows of each buffer are shuffled, both
+    drawn from a generator seeded from torch's global generator, as ``RandomSampler`` does
+    (so a seeded fit is reproducible and a checkpoint's RNG state resumes it). With one
+    buffer for all clips the batches equal those of ``_WindowDataset`` under ``RandomSampler``.
+    A partial batch is completed from the next buffer; ``drop_last`` drops the final one.
+    """
+
+    def __init__(self, store, width, hop, loc=0.0, scale=1.0, buffer=256, device="cpu", clips=None):
+        self.store, self.width, self.hop, self.loc, self.scale = store, width, hop, loc, scale
+        self.buffer, self.device = buffer, device
+        self.clips = np.arange(len(store)) if clips is None else np.asarray(clips)
+        self.n_windows = _n_windows(store.shape[2], width, hop)
+        self.batch_size, self.shuffle, self.drop_last = 1, False, False
+
+    def subset(self, clips):
+        """The same windows of the clips ``clips`` (indices into the store)."""
+        return _ClipStream(self.store, self.width, self.hop, self.loc, self.scale, self.buffer, self.device, clips)
+
+    def batches(self, batch_size, shuffle, drop_last):
+        """A copy that iterates in batches of ``batch_size`` windows."""
+        out = self.subset(self.clips)
+        out.batch_size, out.shuffle, out.drop_last = batch_size, shuffle, drop_last
+        return out
+
+    def __len__(self):
+        """Number of batches an epoch yields."""
+        n, bs = len(self.clips) * self.n_windows, self.batch_size
+        return n // bs if self.drop_last else -(-n // bs)
+
+    def __iter__(self):
+        gen = None
+        order = self.clips
+        if self.shuffle:
+            gen = torch.Generator()
+            gen.manual_seed(int(torch.empty((), dtype=torch.int64).random_().item()))
+            if len(order) > self.buffer:
+                order = order[torch.randperm(len(order), generator=gen).numpy()]
+        offsets = torch.arange(self.width, device=self.device)
+        pending = None
+        for start in range(0, len(order), self.buffer):
+            clips = order[start : start + self.buffer]
+            block = _read_finite(self.store, clips)
+            frames = torch.from_numpy(block).to(self.device).transpose(1, 2)
+            n = len(clips) * self.n_windows
+            idx = torch.randperm(n, generator=gen) if self.shuffle else torch.arange(n)
+            idx = idx.to(self.device)
+            pos = 0
+            while pos < n:
+                i = idx[pos : pos + self.batch_size - (0 if pending is None else len(pending))]
+                pos += len(i)
+                clip, first = i // self.n_windows, (i % self.n_windows) * self.hop
+                w = (frames[clip[:, None], first[:, None] + offsets] - self.loc) / self.scale
+                w = w if pending is None else torch.cat([pending, w])
+                if len(w) == self.batch_size:
+                    pending = None
+                    yield w, w
+                else:
+                    pending = w
+        if pending is not None and not self.drop_last:
+            yield pending, pending
+
+
+def _stream_loader(dataset, batch_size, shuffle=False, drop_last=False, **kwargs):
+    """skorch ``iterator_train``/``iterator_valid`` for a ``_ClipStream`` (it batches itself)."""
+    return torch.utils.data.DataLoader(
+        dataset.batches(batch_size, shuffle, drop_last), batch_size=None, collate_fn=_batch_as_is
+    )
+
+
+def _read_finite(X, clips):
+    """``X[clips]`` as float32, refusing NaN/inf (a FeatureStore is not validated up front)."""
+    a = X[clips]
+    if not np.isfinite(a).all():
+        clips = np.arange(len(X))[clips] if isinstance(clips, slice) else np.asarray(clips)
+        bad = clips[~np.isfinite(a).all(axis=(1, 2))]
+        raise ValueError(f"Input X contains NaN or infinity: clip(s) {bad.tolist()[:10]} of {X!r}.")
+    return a
+
+
 class _ClipSplit:
     """skorch ``train_split``: hold out whole clips, never windows of one clip on both sides.
 
@@ -192,6 +313,100 @@ class _AENet(NeuralNet):
         if training and self.l2:
             loss = loss + self.l2 * sum(p.square().sum() for p in self.module_.parameters())
         return loss
+
+
+    def fit_loop(self, X, y=None, epochs=None, **fit_params):
+        # A net resumed from a checkpoint (history loaded at on_train_begin) trains only the
+        # epochs left to reach max_epochs; a fresh net has an empty history.
+        if epochs is None:
+            epochs = max(self.max_epochs - len(self.history), 0)
+        return super().fit_loop(X, y, epochs=epochs, **fit_params)
+
+
+class _AccelerateAENet(AccelerateMixin, _AENet):
+    """``_AENet`` trained through Hugging Face Accelerate (skorch's integration)."""
+
+
+class _RunCheckpoint(Checkpoint):
+    """skorch ``Checkpoint`` every ``every`` epochs that a ``_ResumeRun`` can resume exactly.
+
+    Besides skorch's files (weights, optimizer, criterion, history) it saves torch's random
+    state (CPU and CUDA), which decides the batch order and dropout of the epochs to come.
+    Saves alternate between the subfolders ``a`` and ``b``; ``latest.json`` (written
+    atomically once a save is complete) names the complete one and describes the run, so an
+    interruption while saving leaves the previous checkpoint usable.
+    """
+
+    def __init__(self, root, every, run, **kwargs):
+        super().__init__(monitor=None, dirname=os.path.join(root, "a"), event_name=None, **kwargs)
+        self.root, self.every, self.run = root, every, run
+
+    def on_epoch_end(self, net, **kwargs):
+        epoch = len(net.history)
+        if epoch % self.every == 0 or epoch >= net.max_epochs:
+            super().on_epoch_end(net, **kwargs)
+
+    def save_model(self, net):
+        latest = _read_latest(self.root)
+        slot = "b" if latest and latest["slot"] == "a" else "a"
+        self.dirname = os.path.join(self.root, slot)
+        os.makedirs(self.dirname, exist_ok=True)
+        super().save_model(net)
+        torch.save(_rng_state(), os.path.join(self.dirname, "rng.pt"))
+        info = {"slot": slot, "epoch": len(net.history), "run": self.run}
+        write_text_atomic(os.path.join(self.root, "latest.json"), json.dumps(info, indent=1) + "\n")
+
+    def _save_params(self, f, net, f_name, log_name):
+        # skorch only logs a failed save; a checkpoint missing a part must not be marked complete
+        net.save_params(**{f_name: f})
+
+
+class _ResumeRun(LoadInitState):
+    """skorch ``LoadInitState`` for a ``_RunCheckpoint``: resume from its latest complete save.
+
+    Refuses a checkpoint of another run; restores torch's random state after the weights,
+    optimizer and history, so the epochs that follow are those of an uninterrupted run.
+    """
+
+    def __init__(self, checkpoint, estimator_name):
+        super().__init__(checkpoint)
+        self.estimator_name = estimator_name
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        cp = self.checkpoint
+        latest = _read_latest(cp.root)
+        if latest is None:
+            return
+        if latest.get("run") != cp.run:
+            saved, now = latest.get("run") or {}, cp.run
+            differ = [k for k in sorted(set(saved) | set(now)) if k != "params" and saved.get(k) != now.get(k)]
+            sp, np_ = saved.get("params", {}), now["params"]
+            differ += [k for k in sorted(set(sp) | set(np_)) if sp.get(k) != np_.get(k)]
+            raise ValueError(
+                f"{self.estimator_name}: the checkpoint in {cp.root} belongs to another run "
+                f"(different {', '.join(differ)}); delete the folder or choose another to start afresh."
+            )
+        cp.dirname = os.path.join(cp.root, latest["slot"])
+        super().on_train_begin(net, X=X, y=y, **kwargs)
+        if len(net.history) != latest["epoch"]:
+            raise ValueError(f"{self.estimator_name}: the checkpoint in {cp.dirname} is incomplete; delete it.")
+        state = torch.load(os.path.join(cp.dirname, "rng.pt"), weights_only=True)
+        torch.set_rng_state(state["cpu"])
+        if torch.cuda.is_available() and state.get("cuda"):
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _read_latest(root):
+    try:
+        with open(os.path.join(root, "latest.json")) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None
+
+
+def _rng_state():
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+    return {"cpu": torch.get_rng_state(), "cuda": cuda}
 
 
 class _InitModuleFromData(Callback):
@@ -241,6 +456,10 @@ class BaseAEDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseDete
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
         "early_stopping": [Interval(Integral, 1, None, closed="left"), None],
         "callbacks": [list, None],
+        "stream_buffer": [Interval(Integral, 1, None, closed="left")],
+        "checkpoint": [str, os.PathLike, None],
+        "checkpoint_every": [Interval(Integral, 1, None, closed="left")],
+        "accelerator": [None, HasMethods(["prepare", "backward", "unwrap_model"])],
         **BaseDetector._parameter_constraints,
         "device": [str, torch.device],
         "random_state": ["random_state"],
@@ -260,10 +479,14 @@ class BaseAEDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseDete
         """Validated float32 ``(n_clips, n_mels, n_frames)`` array and its window geometry.
 
         2-D input ``(n_samples, n_features)`` becomes ``(n_samples, n_features, 1)`` with
-        one window of width 1 per row.
+        one window of width 1 per row. A :class:`~skasd.FeatureStore` stays as it is (its
+        values are checked when read).
         """
         name = type(self).__name__
-        X = validate_data(self, X, reset=reset, allow_nd=True, dtype=np.float32)
+        if isinstance(X, FeatureStore):
+            validate_data(self, X, reset=reset, skip_check_array=True)
+        else:
+            X = validate_data(self, X, reset=reset, allow_nd=True, dtype=np.float32)
         if X.ndim == 2 and not self._accepts_2d:
             raise ValueError(
                 f"{name} works on log-mel patches and needs a 3-D array (n_clips, n_mels, "
@@ -289,7 +512,7 @@ class BaseAEDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseDete
                 f"{name} needs clips of at least {width} frames for one window; got "
                 f"n_frames={X.shape[2]} (input shape {X.shape})."
             )
-        if not X.flags.writeable:  # torch.from_numpy cannot share read-only memory
+        if isinstance(X, np.ndarray) and not X.flags.writeable:  # torch.from_numpy cannot share it
             X = X.copy()
         return (X[:, :, None] if X.ndim == 2 else X), width, hop
 
@@ -315,13 +538,26 @@ class BaseAEDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseDete
             The fitted detector.
         """
         self._validate_params()
+        try:
+            return self._fit(X, y)
+        except BaseException:
+            # a failed fit leaves no fitted model (not even one from an earlier fit) behind
+            for attr in ("net_", "loc_", "scale_", "offset_", "n_features_in_", "_input_ndim", "_n_features_out"):
+                self.__dict__.pop(attr, None)
+            raise
+
+    def _fit(self, X, y):
         X, width, hop = self._validate_input(X, reset=True)
-        if y is not None:
-            X = normal_only(X, y, type(self).__name__)
         name = type(self).__name__
+        stream = isinstance(X, FeatureStore)
+        if y is not None:
+            mask = normal_mask(y, len(X), name)
+            if mask is not None:
+                X = X.subset(mask) if stream else X[mask]
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(np.iinfo(np.int32).max))
-        device = resolve_device(self.device)
+        accelerate = self.accelerator is not None
+        device = self.accelerator.device if accelerate else resolve_device(self.device)
 
         # Clip-level split: all windows of a clip fall on the same side.
         n_valid = int(self.validation_fraction * len(X))
@@ -334,7 +570,12 @@ class BaseAEDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseDete
                 f"with {n_valid} held out for validation."
             )
         loc, scale = _mean_std(X, train) if self._standardize else (0.0, 1.0)
-        dataset = _WindowDataset(torch.from_numpy(X).to(device), width, hop, loc, scale)
+        net_kwargs = {}
+        if stream:
+            dataset = _ClipStream(X, width, hop, loc, scale, self.stream_buffer, device)
+            net_kwargs.update(iterator_train=_stream_loader, iterator_valid=_stream_loader)
+        else:
+            dataset = _WindowDataset(torch.from_numpy(X).to(device), width, hop, loc, scale)
         callbacks = [
             ("init_module_from_data", _InitModuleFromData()),
             ("nonfinite_loss", _RaiseOnNonFiniteLoss(name)),
@@ -346,24 +587,55 @@ class BaseAEDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseDete
             )
         if self.verbose and self.verbose > 1:
             callbacks.append(("progress_bar", ProgressBar()))
+        if self.checkpoint is not None:
+            checkpoint = _RunCheckpoint(os.fspath(self.checkpoint), self.checkpoint_every, self._run_id(X, train, seed))
+            # after _InitModuleFromData, so that the loaded state replaces what it set
+            callbacks.append(("resume", _ResumeRun(checkpoint, name)))
         callbacks += [clone(cb, safe=False) for cb in self.callbacks or []]
+        if self.checkpoint is not None:
+            callbacks.append(("checkpoint", checkpoint))  # last: saves what the others did
 
         with torch_seed(seed, device):
             net = self._make_net(
                 width,
                 X.shape[1],
-                device,
+                None if accelerate else device,
                 train_split=_ClipSplit(train, valid) if n_valid else None,
                 # a last batch of a single window would break batch normalisation
                 iterator_train__drop_last=n_train_windows % self.batch_size == 1,
                 callbacks=callbacks,
+                **net_kwargs,
             )
             net.fit(dataset, None)
+        if accelerate:  # where the module was trained, so that unpickling maps it like a plain net
+            net.device = str(device)
+        if len(net.history) < self.max_epochs and not _stopped_early(net):
+            warnings.warn(
+                f"{name}: training was interrupted after epoch {len(net.history)} of {self.max_epochs}; "
+                "the model is only partly trained."
+                + (" Call fit again to resume from the checkpoint." if self.checkpoint is not None else ""),
+                UserWarning,
+                stacklevel=3,
+            )
         # fitted attributes only once training succeeded
         self.net_, self.loc_, self.scale_ = net, loc, scale
         self._n_features_out = net.module_.embed_dim
         self._set_offset(-self._per_clip(X, width, hop, "window_errors"))
         return self
+
+    def _run_id(self, X, train, seed):
+        """What a checkpoint must match to be resumed by this fit (JSON-serialisable)."""
+        ignored = {"max_epochs", "callbacks", "verbose", "device", "accelerator", "checkpoint", "checkpoint_every"}
+        params = {k: repr(v) for k, v in sorted(self.get_params().items()) if k not in ignored}
+        ends = hashlib.sha256(np.ascontiguousarray(X[train[[0, -1]]]).tobytes()).hexdigest()
+        return {
+            "estimator": type(self).__name__,
+            "params": params,
+            "shape": [int(n) for n in X.shape],
+            "n_train": len(train),
+            "seed": seed,
+            "first_last_clip_sha256": ends,
+        }
 
     def _make_net(self, width, n_mels, device, **kwargs):
         """The (uninitialised) skorch net for windows ``(width, n_mels)`` on ``device``.
@@ -388,6 +660,13 @@ class BaseAEDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseDete
             verbose=self.verbose,
         )
         params.update({f"module__{key}": value for key, value in module_params.items()}, **kwargs)
+        if self.accelerator is not None:
+            # device=None: the accelerator places the module and the batches
+            # device=None: the accelerator places the module and the batches; its print
+            # would show the epoch table whatever ``verbose`` says
+            sink = self.accelerator.print if self.verbose else noop
+            params.update(device=None, callbacks__print_log__sink=sink)
+            return _AccelerateAENet(module, accelerator=self.accelerator, **params)
         return _AENet(module, **params)
 
     # ---------------------------------------------------------------- scoring
@@ -397,14 +676,17 @@ class BaseAEDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseDete
         Clips are processed in chunks of about ``batch_size`` windows; each chunk is
         unfolded into its windows on the device.
         """
-        module, device = self.net_.module_, self.net_.device
+        module = self.net_.module_
+        device = next(module.parameters()).device  # also where an accelerator put it
         n_win = _n_windows(X.shape[2], width, hop)
         chunk = max(1, self.batch_size // n_win)
+        stream = isinstance(X, FeatureStore)
         module.eval()
         out = []
         with torch.no_grad():
             for start in range(0, len(X), chunk):
-                xb = torch.from_numpy(X[start : start + chunk]).to(device)
+                part = _read_finite(X, slice(start, start + chunk)) if stream else X[start : start + chunk]
+                xb = torch.from_numpy(part).to(device)
                 w = xb.unfold(2, width, hop).permute(0, 2, 3, 1).reshape(-1, width, X.shape[1])
                 r = getattr(module, method)((w - self.loc_) / self.scale_)
                 out.append(r.reshape(len(xb), n_win, *r.shape[1:]).mean(1).cpu())
@@ -457,8 +739,14 @@ class BaseAEDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseDete
         return tags
 
 
+def _stopped_early(net):
+    """Whether skorch's EarlyStopping ended training (it stops it with a KeyboardInterrupt)."""
+    return any(isinstance(cb, EarlyStopping) and cb.misses_ == cb.patience for _, cb in net.callbacks_)
+
+
 def _mean_std(X, clips, chunk=64):
-    """Mean and standard deviation (float64) of ``X[clips]`` without copying all of it."""
+    """Mean and standard deviation (float64) of ``X[clips]`` (an array or a FeatureStore) in
+    one pass over chunks of clips, without holding all of it."""
     total = squares = 0.0
     for start in range(0, len(clips), chunk):
         part = X[clips[start : start + chunk]].astype(np.float64)

@@ -176,6 +176,10 @@ class CNNAE(BaseAEDetector):
         validation_fraction=0.1,
         early_stopping=None,
         callbacks=None,
+        stream_buffer=256,
+        checkpoint=None,
+        checkpoint_every=1,
+        accelerator=None,
         contamination="auto",
         device="auto",
         random_state=None,
@@ -194,6 +198,10 @@ class CNNAE(BaseAEDetector):
         self.validation_fraction = validation_fraction
         self.early_stopping = early_stopping
         self.callbacks = callbacks
+        self.stream_buffer = stream_buffer
+        self.checkpoint = checkpoint
+        self.checkpoint_every = checkpoint_every
+        self.accelerator = accelerator
         self.contamination = contamination
         self.device = device
         self.random_state = random_state

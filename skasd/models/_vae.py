@@ -109,6 +109,10 @@ class VAE(BaseAEDetector):
         validation_fraction=0.1,
         early_stopping=None,
         callbacks=None,
+        stream_buffer=256,
+        checkpoint=None,
+        checkpoint_every=1,
+        accelerator=None,
         contamination="auto",
         device="auto",
         random_state=None,
@@ -125,6 +129,10 @@ class VAE(BaseAEDetector):
         self.validation_fraction = validation_fraction
         self.early_stopping = early_stopping
         self.callbacks = callbacks
+        self.stream_buffer = stream_buffer
+        self.checkpoint = checkpoint
+        self.checkpoint_every = checkpoint_every
+        self.accelerator = accelerator
         self.contamination = contamination
         self.device = device
         self.random_state = random_state
