@@ -1,0 +1,269 @@
+"""ScoreFusion: one detector from several detectors' standardised anomaly scores."""
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.model_selection import check_cv
+from sklearn.utils import Bunch, _safe_indexing
+from sklearn.utils._param_validation import StrOptions
+from sklearn.utils.metaestimators import _BaseComposition
+from sklearn.utils.validation import _num_samples, check_is_fitted, indexable
+
+from ._outlier import CONTAMINATION_DOC, BaseDetector, normal_mask
+
+__all__ = ["ScoreFusion"]
+
+
+class ScoreFusion(BaseDetector, _BaseComposition):
+    """Combine detectors by averaging their anomaly scores, each standardised on its own
+    training-score distribution.
+
+    Unsupervised (DCASE training data holds no anomalies): every sub-detector is fitted on
+    the same normal clips, its training clips' anomaly scores (``-score_samples``) fix how
+    its scores are standardised, and the fused anomaly score is the weighted mean of the
+    standardised scores.
+
+    Parameters
+    ----------
+    detectors : list of (str, estimator or "drop")
+        Named sub-detectors, each with ``fit`` and ``score_samples`` (higher = more normal):
+        a skasd detector or a whole :class:`~sklearn.pipeline.Pipeline` ending in one. All
+        receive the same ``X``, so where they need different features each is a pipeline
+        from the clips (paths or waveforms) to its detector, e.g. log-mel + autoencoder
+        beside clip statistics + Mahalanobis. ``"drop"`` leaves one out (a grid can switch
+        sub-detectors on and off). Their parameters are reachable as ``<name>__<param>``.
+    method : {"zscore", "rank"}, default="zscore"
+        ``"zscore"``: ``(a - mean) / std`` of the training anomaly scores. ``"rank"``: the
+        empirical CDF of the training anomaly scores (fraction of training clips scoring at
+        most ``a``; insensitive to outlying training scores, but every clip beyond the
+        highest training score gets 1, so it cannot rank clearly abnormal clips among
+        themselves).
+    weights : array-like of shape (n_detectors,), default=None
+        Weight of each sub-detector's standardised score (None = equal), including dropped ones.
+    cv : int, cross-validation generator, iterable or None, default=None
+        Which training scores standardise a sub-detector. None: the fitted sub-detector's
+        scores of its own training clips (one fit each). An int or splitter: out-of-fold
+        scores, each clip scored by a clone fitted without it (k + 1 fits each), as unseen
+        normal clips will be. Use it where in-sample scores are degenerate or optimistic:
+        a :class:`~skasd.models._inlier.KNNDetector` scores its training clips against
+        themselves (all 0 with ``n_neighbors=1``, a ValueError here).
+    CONTAMINATION
+
+    Attributes
+    ----------
+    detectors_ : list of estimators
+        The fitted sub-detectors (dropped ones left out), in order.
+    named_detectors_ : Bunch
+        The fitted sub-detectors by name.
+    reference_scores_ : list of ndarray
+        Sorted training anomaly scores of each fitted sub-detector (what standardises it).
+    loc_, scale_ : ndarray of shape (n_fitted_detectors,)
+        Mean and standard deviation of ``reference_scores_`` (the z-score).
+    weights_ : ndarray of shape (n_fitted_detectors,)
+        Weights of the fitted sub-detectors, normalised to sum to 1.
+    offset_ : float
+        Threshold of ``decision_function``, from the fused training scores.
+
+    See Also
+    --------
+    skasd.models._inlier.KNNDetector, skasd.models._inlier.MahalanobisDetector
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.ensemble import IsolationForest
+    >>> from skasd.models._fusion import ScoreFusion
+    >>> from skasd.models._inlier import MahalanobisDetector
+    >>> rng = np.random.default_rng(0)
+    >>> train = rng.normal(size=(200, 3))
+    >>> fusion = ScoreFusion([("maha", MahalanobisDetector()),
+    ...                       ("iforest", IsolationForest(random_state=0))]).fit(train)
+    >>> fusion.predict([[0, 0, 0], [6, 6, 6]])
+    array([ 1, -1])
+    >>> fusion.get_params()["maha__covariance"]
+    'ledoit_wolf'
+    """
+
+    _parameter_constraints = {
+        "detectors": [list],
+        "method": [StrOptions({"zscore", "rank"})],
+        "weights": ["array-like", None],
+        "cv": ["cv_object"],
+        **BaseDetector._parameter_constraints,
+    }
+
+    def __init__(self, detectors, *, method="zscore", weights=None, cv=None, contamination="auto"):
+        self.detectors = detectors
+        self.method = method
+        self.weights = weights
+        self.cv = cv
+        self.contamination = contamination
+
+    def get_params(self, deep=True):
+        """Parameters of the fusion and, with ``deep``, of every sub-detector (``<name>__<param>``).
+
+        Parameters
+        ----------
+        deep : bool, default=True
+            Include the sub-detectors and their parameters.
+
+        Returns
+        -------
+        params : dict
+        """
+        return self._get_params("detectors", deep=deep)
+
+    def set_params(self, **params):
+        """Set parameters, including sub-detectors by name and ``<name>__<param>``.
+
+        Parameters
+        ----------
+        **params : dict
+
+        Returns
+        -------
+        self : ScoreFusion
+        """
+        self._set_params("detectors", **params)
+        return self
+
+    def _check_detectors(self):
+        if not self.detectors or any(not isinstance(d, tuple) or len(d) != 2 for d in self.detectors):
+            raise ValueError(
+                "detectors must be a non-empty list of (name, detector) tuples; got "
+                f"{self.detectors!r}."
+            )
+        names, ests = zip(*self.detectors)
+        self._validate_names(names)
+        for name, est in self.detectors:
+            if est != "drop" and not (hasattr(est, "fit") and hasattr(est, "score_samples")):
+                raise TypeError(
+                    f"detector {name!r} must have fit and score_samples (higher = more normal) "
+                    f"or be 'drop'; got {est!r}."
+                )
+        if self.weights is None:
+            weights = np.ones(len(names))
+        else:
+            weights = np.asarray(self.weights, dtype=np.float64)
+            if weights.shape != (len(names),) or not np.all(np.isfinite(weights)) or np.any(weights < 0):
+                raise ValueError(
+                    f"weights must hold {len(names)} finite non-negative numbers, one per detector; "
+                    f"got {self.weights!r}."
+                )
+        kept = [i for i, est in enumerate(ests) if est != "drop"]
+        if not kept or weights[kept].sum() == 0:
+            raise ValueError("ScoreFusion needs at least one detector that is not 'drop' with a positive weight.")
+        return [names[i] for i in kept], [ests[i] for i in kept], weights[kept]
+
+    def fit(self, X, y=None):
+        """Fit every sub-detector on the normal clips and learn how to standardise its scores.
+
+        Parameters
+        ----------
+        X : array-like or list of paths
+            Training clips, in the form every sub-detector (pipeline) takes.
+        y : array-like of shape (n_clips,), default=None
+            Optional labels, 1 (or ``"anomaly"``) = anomaly; clips labelled anomalous are left
+            out of every sub-detector's training and of the standardisation. A non-binary
+            ``y`` is ignored.
+
+        Returns
+        -------
+        self : ScoreFusion
+        """
+        self._validate_params()
+        names, ests, weights = self._check_detectors()
+        (X,) = indexable(X)  # sparse -> CSR, array-likes -> arrays, so folds and masks can index
+        if y is not None:
+            mask = normal_mask(y, _num_samples(X), "ScoreFusion")
+            if mask is not None:
+                X = _safe_indexing(X, np.flatnonzero(mask))
+        fitted, train = [], []
+        for name, est in zip(names, ests):
+            if self.cv is None:
+                model = clone(est).fit(X)
+                scores = -model.score_samples(X)
+            else:
+                scores = self._out_of_fold(est, X)
+                model = clone(est).fit(X)
+            scores = np.asarray(scores, dtype=np.float64)
+            if not np.all(np.isfinite(scores)):
+                raise ValueError(f"detector {name!r} gave non-finite anomaly scores on its training clips.")
+            if scores.std() <= 1e-12 * max(1.0, np.abs(scores).max()):
+                hint = " (in-sample k-NN scores are 0; pass cv=5 for out-of-fold scores)" if self.cv is None else ""
+                raise ValueError(
+                    f"detector {name!r} gives every training clip the same anomaly score "
+                    f"(standard deviation {scores.std():.3g}), so its scores cannot be standardised{hint}."
+                )
+            fitted.append(model)
+            train.append(scores)
+        self.detectors_ = fitted
+        self.named_detectors_ = Bunch(**dict(zip(names, fitted)))
+        self.reference_scores_ = [np.sort(scores) for scores in train]
+        self.loc_ = np.array([scores.mean() for scores in train])
+        self.scale_ = np.array([scores.std() for scores in train])
+        self.weights_ = weights / weights.sum()
+        self._set_offset(-(self._standardised(train) @ self.weights_))
+        return self
+
+    def _out_of_fold(self, est, X):
+        cv = check_cv(self.cv)
+        scores = np.empty(_num_samples(X))
+        for train, test in cv.split(np.zeros((len(scores), 1))):
+            model = clone(est).fit(_safe_indexing(X, train))
+            scores[test] = -model.score_samples(_safe_indexing(X, test))
+        return scores
+
+    def _standardise(self, i, scores):
+        if self.method == "zscore":
+            return (scores - self.loc_[i]) / self.scale_[i]
+        ref = self.reference_scores_[i]
+        return np.searchsorted(ref, scores, side="right") / len(ref)
+
+    def _standardised(self, anomaly_scores):
+        """Columns of standardised scores, one per fitted detector."""
+        return np.column_stack([self._standardise(i, np.asarray(a, dtype=np.float64))
+                                for i, a in enumerate(anomaly_scores)])
+
+    def standardised_scores(self, X):
+        """Each sub-detector's standardised anomaly score of each clip.
+
+        Parameters
+        ----------
+        X : array-like or list of paths
+            Clips to score.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_clips, n_fitted_detectors)
+            Column ``i`` is detector ``detectors_[i]``'s z-score or training-CDF value.
+        """
+        check_is_fitted(self)
+        return self._standardised([-d.score_samples(X) for d in self.detectors_])
+
+    def score_samples(self, X):
+        """Minus the fused anomaly score (higher = more normal).
+
+        Parameters
+        ----------
+        X : array-like or list of paths
+            Clips to score, in the form the sub-detectors take.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_clips,)
+            Minus the weighted mean of the standardised anomaly scores.
+        """
+        return -(self.standardised_scores(X) @ self.weights_)
+
+    @property
+    def n_features_in_(self):
+        """Number of features seen by the first sub-detector during ``fit``."""
+        return self.detectors_[0].n_features_in_
+
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "detectors_")
+
+
+ScoreFusion.__doc__ = ScoreFusion.__doc__.replace(
+    "    CONTAMINATION", "\n".join("    " + line for line in CONTAMINATION_DOC.splitlines())
+)

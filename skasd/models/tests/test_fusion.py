@@ -1,0 +1,149 @@
+"""ScoreFusion: sklearn checks, fused scores against a manual z-score/ECDF, out-of-fold
+standardisation, nested parameters in a grid search, pipelines on clips, errors."""
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.base import clone
+from sklearn.ensemble import IsolationForest
+from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import GridSearchCV, KFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from skasd._clip_stats import ClipStatsTransformer
+from skasd._features import LogMelTransformer
+from skasd.datasets import make_machine_sounds
+from skasd.metrics import auc_score, auc_scorer
+from skasd.model_selection import NormalTrainCV
+from skasd.models._fusion import ScoreFusion
+from skasd.models._inlier import GMMDetector, KNNDetector, MahalanobisDetector
+
+_OUT_OF_FOLD = (
+    "with cv the threshold comes from out-of-fold training scores while predict(X_train) uses "
+    "the refitted sub-detectors' in-sample scores, so fitting and predicting the same clips "
+    "flags a different fraction than `contamination` (by design, as KNNDetector)"
+)
+
+
+def _expected_failures(estimator):
+    if estimator.cv is not None:
+        return dict.fromkeys(["check_outliers_train", "check_outliers_fit_predict"], _OUT_OF_FOLD)
+    return {}
+
+
+@parametrize_with_checks(
+    [
+        ScoreFusion([("maha", MahalanobisDetector()), ("gmm", GMMDetector(random_state=0))]),
+        ScoreFusion(
+            [("knn", KNNDetector(2, metric="euclidean")), ("maha", MahalanobisDetector())], method="rank", cv=3
+        ),
+    ],
+    expected_failed_checks=_expected_failures,
+)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(80, 4)), rng.normal(size=(30, 4)) * 1.5
+
+
+def _pair():
+    return [("maha", MahalanobisDetector()), ("iforest", IsolationForest(n_estimators=50, random_state=0))]
+
+
+def test_zscore_is_mean_of_standardised_scores(data):
+    train, test = data
+    fusion = ScoreFusion(_pair()).fit(train)
+    expected = []
+    for est in (MahalanobisDetector(), IsolationForest(n_estimators=50, random_state=0)):
+        est.fit(train)
+        ref = -est.score_samples(train)
+        expected.append((-est.score_samples(test) - ref.mean()) / ref.std())
+    assert_allclose(fusion.standardised_scores(test), np.column_stack(expected))
+    assert_allclose(fusion.anomaly_score(test), np.mean(expected, axis=0))
+    fused_train = np.mean([(-e.score_samples(train) - (-e.score_samples(train)).mean()) / e.score_samples(train).std()
+                           for e in fusion.detectors_], axis=0)
+    est = ScoreFusion(_pair(), contamination=0.1).fit(train)
+    assert est.offset_ == pytest.approx(np.percentile(-fused_train, 10))
+    assert np.sum(est.predict(train) == -1) == 8
+    weighted = ScoreFusion(_pair(), weights=[3, 1]).fit(train)
+    assert_allclose(weighted.anomaly_score(test), 0.75 * expected[0] + 0.25 * expected[1])
+
+
+def test_rank_is_training_ecdf(data):
+    train, test = data
+    fusion = ScoreFusion(_pair(), method="rank").fit(train)
+    cols = []
+    for est in fusion.detectors_:
+        ref = -est.score_samples(train)
+        cols.append([(ref <= a).mean() for a in -est.score_samples(test)])
+    assert_allclose(fusion.standardised_scores(test), np.column_stack(cols))
+    assert np.all((fusion.standardised_scores(test) >= 0) & (fusion.standardised_scores(test) <= 1))
+
+
+def test_cv_standardises_on_out_of_fold_scores(data):
+    train, _ = data
+    fusion = ScoreFusion([("knn", KNNDetector(3))], cv=KFold(4)).fit(train)
+    oof = np.empty(len(train))
+    for tr, te in KFold(4).split(train):
+        oof[te] = KNNDetector(3).fit(train[tr]).anomaly_score(train[te])
+    assert_allclose(fusion.reference_scores_[0], np.sort(oof))
+    assert fusion.loc_[0] == pytest.approx(oof.mean())
+    assert_allclose(fusion.detectors_[0].anomaly_score(train), KNNDetector(3).fit(train).anomaly_score(train))
+    with pytest.raises(ValueError, match="'knn' gives every training clip the same anomaly score.*cv=5"):
+        ScoreFusion([("knn", KNNDetector())]).fit(train)
+
+
+def test_nested_params_drop_and_grid_search():
+    sounds = make_machine_sounds(n_normal=10, n_anomaly=4, duration=0.25, random_state=0)
+    fusion = ScoreFusion([
+        ("stats", make_pipeline(ClipStatsTransformer(n_mfcc=4), MahalanobisDetector())),
+        ("logmel", make_pipeline(LogMelTransformer(n_mels=32), KNNDetector(2))),  # in-sample: 2nd neighbour
+    ])
+    params = fusion.get_params(deep=True)
+    assert params["stats__clipstatstransformer__n_mfcc"] == 4
+    assert params["logmel__knndetector__n_neighbors"] == 2
+    fusion.set_params(logmel__knndetector__n_neighbors=3)
+    assert fusion.detectors[1][1][-1].n_neighbors == 3
+    assert clone(fusion).get_params()["logmel__knndetector__n_neighbors"] == 3
+    grid = GridSearchCV(fusion, {"stats": ["drop", fusion.detectors[0][1]], "method": ["zscore", "rank"]},
+                        scoring=auc_scorer, cv=NormalTrainCV(n_splits=2, random_state=0))
+    grid.fit(sounds.data, sounds.target)
+    assert len(grid.cv_results_["params"]) == 4 and np.all(np.isfinite(grid.cv_results_["mean_test_score"]))
+    best = grid.best_estimator_
+    assert len(best.detectors_) == (1 if dict(best.detectors)["stats"] == "drop" else 2)  # refit on the normal clips
+    assert auc_score(sounds.target, best.anomaly_score(sounds.data)) > 0.5
+
+
+def test_fit_with_labels_drops_anomalies(data):
+    train, test = data
+    X = np.concatenate([train, train[:6] + 20])
+    y = ["normal"] * len(train) + ["anomaly"] * 6
+    assert_allclose(ScoreFusion(_pair()).fit(X, y).score_samples(test), ScoreFusion(_pair()).fit(train).score_samples(test))
+
+
+def test_errors(data):
+    train, test = data
+    with pytest.raises(NotFittedError):
+        ScoreFusion(_pair()).score_samples(test)
+    with pytest.raises(ValueError, match="non-empty list of \\(name, detector\\) tuples"):
+        ScoreFusion([]).fit(train)
+    with pytest.raises(ValueError, match="not unique"):
+        ScoreFusion([("a", MahalanobisDetector()), ("a", GMMDetector())]).fit(train)
+    with pytest.raises(TypeError, match="'scaler' must have fit and score_samples"):
+        ScoreFusion([("scaler", StandardScaler())]).fit(train)
+    with pytest.raises(ValueError, match="weights must hold 2 finite non-negative numbers"):
+        ScoreFusion(_pair(), weights=[1]).fit(train)
+    with pytest.raises(ValueError, match="at least one detector that is not 'drop'"):
+        ScoreFusion([("a", "drop")]).fit(train)
+    with pytest.raises(ValueError, match="NaN"):
+        ScoreFusion(_pair()[:1]).fit(np.full_like(train, np.nan))
+    fusion = ScoreFusion(_pair()[:1]).fit(train)
+    with pytest.raises(ValueError, match="X has 3 features"):
+        fusion.score_samples(test[:, :3])
+    assert_array_equal(fusion.predict(test), np.where(fusion.decision_function(test) < 0, -1, 1))
