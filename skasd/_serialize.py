@@ -30,6 +30,7 @@ from pathlib import Path, PurePath
 
 import numpy as np
 from sklearn.base import BaseEstimator, clone
+from sklearn.utils import Bunch
 
 from ._io import atomic_path
 
@@ -156,13 +157,13 @@ class _Encoder:
 
     def __init__(self):
         self.arrays = {}
+        self.seen = {}  # id(estimator) -> reference number, so shared estimators stay shared
 
     def _unsupported(self, path, what):
         return ModelFileError(
             f"cannot store {path}: {what} is not supported by the skasd model format "
             f"(it stores skasd estimators, the scikit-learn pieces skasd pipelines use and "
-            f"plain data); {_TRUST_HINT} (save it with joblib.dump and load it only where "
-            "you trust it)"
+            f"plain data); {_TRUST_HINT} (joblib runs code from the file when loading it)"
         )
 
     def _array(self, path, arr, **extra):
@@ -191,7 +192,11 @@ class _Encoder:
             return [self.value(x, f"{path}[{i}]") for i, x in enumerate(v)]
         if isinstance(v, tuple) and type(v) is tuple:
             return {"@": "tuple", "items": [self.value(x, f"{path}[{i}]") for i, x in enumerate(v)]}
-        if isinstance(v, dict) and type(v) is dict:
+        if isinstance(v, dict) and type(v) in (dict, Bunch):
+            if type(v) is Bunch:
+                if not all(isinstance(k, str) for k in v):
+                    raise self._unsupported(path, "a Bunch with non-string keys")
+                return {"@": "bunch", "items": {k: self.value(x, f"{path}.{k}") for k, x in v.items()}}
             items = []
             for i, (k, x) in enumerate(v.items()):
                 if not (k is None or isinstance(k, (str, int, float, tuple))):
@@ -237,12 +242,15 @@ class _Encoder:
         return self._array(path, t.numpy(), torch_dtype=dtype)
 
     def estimator(self, est, path):
+        if id(est) in self.seen:
+            return {"@": "ref", "id": self.seen[id(est)]}
         cls = type(est)
         name = _class_name(cls)
         if name is None:
             raise self._unsupported(path, f"the estimator class {cls.__module__}.{cls.__qualname__}")
         params = est.get_params(deep=False)
-        node = {"@": "estimator", "class": name,
+        self.seen[id(est)] = len(self.seen)
+        node = {"@": "estimator", "id": self.seen[id(est)], "class": name,
                 "params": {k: self.value(v, f"{path}.{k}") for k, v in params.items()}, "fitted": {}}
         derived = _DERIVED.get(name, ())
         for attr, v in vars(est).items():
@@ -293,6 +301,7 @@ class _Decoder:
 
     def __init__(self, arrays, source):
         self.arrays, self.source = arrays, source
+        self.built = {}  # reference number -> estimator
 
     def error(self, path, what):
         return ModelFileError(f"{self.source}: {path}: {what}")
@@ -391,6 +400,14 @@ class _Decoder:
             )
         return obj
 
+    def tag_bunch(self, v, path):
+        return Bunch(**{str(k): self.value(x, f"{path}.{k}") for k, x in v["items"].items()})
+
+    def tag_ref(self, v, path):
+        if v["id"] not in self.built:
+            raise self.error(path, f"reference to estimator {v['id']!r} before its definition")
+        return self.built[v["id"]]
+
     def tag_estimator(self, v, path):
         name = v["class"]
         cls = _allowed_class(name)
@@ -408,6 +425,10 @@ class _Decoder:
                                    "version of skasd/scikit-learn (a file from a newer version?)")
         params = _portable_device(params, name)
         est = cls(**params)
+        if "id" in v:
+            if not isinstance(v["id"], int) or v["id"] in self.built:
+                raise self.error(path, f"duplicate estimator id {v['id']!r}")
+            self.built[v["id"]] = est
         for attr, raw in v["fitted"].items():
             self._check_attr(est, attr, params, f"{path}.{attr}")
             setattr(est, attr, self.value(raw, f"{path}.{attr}"))
