@@ -2,6 +2,7 @@
 
 import doctest
 import shutil
+import sys
 
 import numpy as np
 import pandas as pd
@@ -240,3 +241,12 @@ def test_real_fan_clips(fan_dir, tmp_path):
         wave, sr = decode_audio(read_source(card["audio"], path)[1])
         assert sr == SR and wave.shape == (10 * SR,)
     assert path.stat().st_size < _html.EMBED_LIMIT * 4 / 3 + 2**20
+
+
+def test_without_matplotlib(scored, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now fails
+    with pytest.warns(UserWarning, match="matplotlib is not installed"):
+        path, page = _write(scored, "nompl.html", top_k=2)
+    assert not [src for tag, src in page.sources if tag == "img"]
+    assert len([src for tag, src in page.sources if tag == "audio"]) >= 2
+    assert "skasd[plot]" in " ".join(page.text) and "metrics" in page.tables
