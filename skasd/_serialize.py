@@ -71,6 +71,9 @@ _DERIVED = {"sklearn.neighbors.NearestNeighbors": ("_tree",)}
 # Callables allowed as parameter values, besides torch optimizers and torch.nn modules.
 _NUMPY_FUNCTIONS = ("mean", "median", "max", "min", "sum", "std")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Parameters holding a handle on the machine that trained the model (not data): stored as
+# None, so the loaded model runs on its ``device``.
+_RUNTIME_PARAMS = ("accelerator",)
 
 
 class ModelFileError(ValueError):
@@ -250,6 +253,7 @@ class _Encoder:
             raise self._unsupported(path, f"the estimator class {cls.__module__}.{cls.__qualname__}")
         params = est.get_params(deep=False)
         self.seen[id(est)] = len(self.seen)
+        params = {k: None if k in _RUNTIME_PARAMS else v for k, v in params.items()}
         node = {"@": "estimator", "id": self.seen[id(est)], "class": name,
                 "params": {k: self.value(v, f"{path}.{k}") for k, v in params.items()}, "fitted": {}}
         derived = _DERIVED.get(name, ())
@@ -268,7 +272,10 @@ class _Encoder:
             raise self._unsupported(path, "a skorch net outside the skasd torch-estimator protocol")
         if not getattr(net, "initialized_", False):
             raise self._unsupported(path, "an uninitialised skorch net")
-        state = net.module_.state_dict()
+        module = net.module_
+        if getattr(est, "accelerator", None) is not None:  # as trained, possibly wrapped
+            module = est.accelerator.unwrap_model(module)
+        state = module.state_dict()
         return {
             "@": "net",
             "args": self.value(_net_args(est), f"{path}.args"),

@@ -266,6 +266,14 @@ def test_gpu_model_loads_on_cpu(cnn_pipe, tmp_path, monkeypatch):
     assert np.array_equal(back.score_samples(WAVES), pipe.score_samples(WAVES))
 
 
+def test_accelerate_trained_model_loads_without_accelerator(tmp_path):
+    accelerate = pytest.importorskip("accelerate")
+    det = DenseAE(max_epochs=1, random_state=0, accelerator=accelerate.Accelerator(cpu=True)).fit(X3)
+    back = load(save(det, tmp_path / "acc.skasd"))
+    assert back.accelerator is None and type(back.net_).__name__ == "_AENet"
+    assert np.array_equal(back.score_samples(X3), det.score_samples(X3))
+
+
 # --------------------------------------------------------------------- refusals at save
 class _MyCNNAE(CNNAE):
     pass
