@@ -144,7 +144,9 @@ def write_report(
 
     table, table_note = _metrics(clips, y, score, groups, max_fpr)
     sections = _sections(score, y, threshold, top_k)
-    clip_cards, audio_note = _clip_cards(path, clips, score, y, flagged, groups, sections, estimator, audio, plots)
+    names = _display_names(clips["path"], data_dir)
+    clip_cards, audio_note = _clip_cards(path, clips, names, score, y, flagged, groups, sections, estimator, audio,
+                                         plots)
     machine_types = sorted(clips["machine_type"].dropna().astype(str).unique()) if "machine_type" in clips else []
     context = {
         "title": title or _default_title(machine_types, n),
@@ -261,7 +263,7 @@ def _sections(score, y, threshold, top_k):
     return sections
 
 
-def _clip_cards(path, clips, score, y, flagged, groups, sections, estimator, audio, plots):
+def _clip_cards(path, clips, names, score, y, flagged, groups, sections, estimator, audio, plots):
     """Template sections with one card per clip; encodes each selected clip once."""
     from .._audio import load_audio
 
@@ -292,7 +294,7 @@ def _clip_cards(path, clips, score, y, flagged, groups, sections, estimator, aud
                 "anchor": f"clip-{i}",
                 "first": i not in seen,
                 "rank": int(rank[i]),
-                "name": Path(clips["path"][i]).name,
+                "name": names[i],
                 "path": clips["path"][i],
                 "group": groups[i],
                 "domain": clips["domain"][i] if has_domain and pd.notna(clips["domain"][i]) else None,
@@ -306,6 +308,18 @@ def _clip_cards(path, clips, score, y, flagged, groups, sections, estimator, aud
             seen.add(i)
         out.append({"key": key, "title": title, "description": description, "clips": cards})
     return out, note
+
+
+def _display_names(paths, data_dir):
+    """Each clip's path relative to ``data_dir`` when inside it (``id_00/normal/00000001.wav``),
+    else its file name; the full path is shown on hover."""
+    root = None if data_dir is None else Path(data_dir).resolve()
+    names = []
+    for p in paths:
+        p = Path(p)
+        inside = root is not None and p.resolve().is_relative_to(root)
+        names.append(p.resolve().relative_to(root).as_posix() if inside else p.name)
+    return names
 
 
 def _logmel_transformer(estimator):

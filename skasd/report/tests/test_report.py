@@ -3,6 +3,7 @@
 import doctest
 import shutil
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -90,6 +91,8 @@ def test_ranked_lists(scored, embedded):
             assert f"label: {clips['label'][i]}" in c["badges"]
             assert f"flagged: {'yes' if predicted[i] else 'no'}" in c["badges"]  # the CLI's predict()
     assert all(clips["label"][int(c["data-index"])] == "normal" for c in page.sections["false-alarms"])
+    text = " ".join(page.text)  # clips are named by their path inside the data folder
+    assert all(f"fan/test/{Path(clips['path'][int(c['data-index'])]).name}" in text for c in page.sections["anomalous"])
     # each clip is embedded once; later lists link back to it
     players = [c["data-index"] for cards in page.sections.values() for c in cards if c["audio"]]
     assert len(players) == len(set(players)) == len({i for v in expected.values() for i in v.tolist()})
