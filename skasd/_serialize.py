@@ -328,7 +328,7 @@ class _Decoder:
             return method(v, path)
         except ModelFileError:
             raise
-        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        except (AttributeError, KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise self.error(path, f"malformed {tag!r} entry ({type(exc).__name__}: {exc})") from exc
 
     def tag_float(self, v, path):

@@ -415,6 +415,9 @@ def test_refuses_malformed_and_unknown_entries(saved):
     edit_manifest(saved, lambda m: m["estimator"]["params"].update(memory={"@": "pickle", "data": "..."}))
     with pytest.raises(ModelFileError, match="unknown entry type 'pickle'"):
         load(saved)
+    edit_manifest(saved, lambda m: m["estimator"]["params"].update(memory={"@": "torch_device", "value": "gpu?"}))
+    with pytest.raises(ModelFileError, match="malformed 'torch_device' entry"):
+        load(saved)
     edit_manifest(saved, lambda m: m["estimator"]["params"].update(memory=None, bogus=1))
     with pytest.raises(ModelFileError, match="Pipeline has no parameter\\(s\\) bogus"):
         load(saved)
