@@ -57,7 +57,7 @@ def write_report(
         sequence is taken as the paths of unlabelled clips.
     anomaly_score : array-like of shape (n_clips,), default=None
         Anomaly score of each clip, higher = more anomalous (``detector.anomaly_score``).
-        If None, computed with ``estimator`` from the paths.
+        If None, computed with ``estimator`` from the paths (``-estimator.score_samples``).
     estimator : fitted skasd detector or Pipeline ending in one, default=None
         Shown with its parameters; gives the threshold (``-offset_``), the log-mel
         settings of the clip images (its :class:`~skasd.LogMelTransformer` step) and
@@ -117,9 +117,10 @@ def write_report(
     if anomaly_score is None:
         if estimator is None:
             raise ValueError("pass anomaly_score, or a fitted estimator to compute it from the paths.")
-        from ..plot._scores import _anomaly_score
-
-        anomaly_score = _anomaly_score(estimator, list(clips["path"]))
+        if not hasattr(estimator, "score_samples"):
+            raise TypeError(f"{type(estimator).__name__} has no score_samples; pass a fitted skasd detector or "
+                            "a Pipeline ending in one.")
+        anomaly_score = -np.asarray(estimator.score_samples(list(clips["path"])))  # = detector.anomaly_score
     score = _check_score(anomaly_score, n)
     if not (isinstance(top_k, (int, np.integer)) and top_k >= 1):
         raise ValueError(f"top_k must be a positive integer; got {top_k!r}.")
@@ -161,7 +162,6 @@ def write_report(
         "plots": plots,
         "sections": clip_cards,
         "audio_note": audio_note,
-        "top_k": top_k,
     }
     write_text_atomic(path, render(context))
     return path
@@ -372,11 +372,12 @@ def _figures(score, y, threshold, detector, max_fpr):
                         "alt": f"ROC curve; the shaded area is the pAUC region (FPR up to {max_fpr:g})"})
     fig, ax = _assets.new_figure((6, 4))
     labelled = known.all() and np.unique(y).size == 2  # normals vs anomalies, else one histogram
-    # density: the normal and anomalous groups often differ much in size (MIMII: 5 to 1)
+    # density: the normal and anomalous groups often differ much in size
     ScoreHistogramDisplay.from_predictions(
         score, y.astype(int) if labelled else None, threshold, ax=ax, density=labelled)
     figures.append({"key": "histogram", "title": "Score histogram", "src": _assets.image_uri(fig),
-                    "alt": "Histogram of anomaly scores" + (" with the decision threshold" if threshold is not None else "")})
+                    "alt": "Histogram of anomaly scores" if threshold is None else
+                           "Histogram of anomaly scores with the decision threshold"})
     net = getattr(detector, "net_", None)
     if net is not None and len(net.history):
         fig, ax = _assets.new_figure((6, 4))
