@@ -9,6 +9,7 @@ import ast
 import sys
 import time
 import warnings
+from numbers import Integral
 from pathlib import Path
 
 import numpy as np
@@ -151,6 +152,12 @@ def _feature_step(pipe):
     return pipe[0] if isinstance(pipe[0], LogMelTransformer) else None
 
 
+def _audio_step(pipe):
+    """The pipeline's first step when it decodes audio at a sample rate ``sr``, else None."""
+    sr = pipe[0].get_params().get("sr") if hasattr(pipe[0], "get_params") else None
+    return pipe[0] if isinstance(sr, Integral) and not isinstance(sr, bool) else None
+
+
 def _check_model(pipe, path):
     """The feature step's bands must be what the detector was fitted on."""
     feat, detector = _feature_step(pipe), pipe[-1]
@@ -215,7 +222,7 @@ def score_stream(pipe, paths, on_error="stop", chunk_size=CHUNK_SIZE, progress=F
 
     from ._audio import AudioError, _listing
 
-    features, detector, feat = pipe[:-1], pipe[-1], _feature_step(pipe)
+    features, detector, feat = pipe[:-1], pipe[-1], _audio_step(pipe)
     scores, decisions, failed = [], [], {}
     with tqdm(total=len(paths), unit="file", desc="scoring", disable=not progress) as bar:
         for start in range(0, len(paths), chunk_size):
