@@ -15,6 +15,7 @@ import numpy as np
 from sklearn.covariance import OAS, EmpiricalCovariance, LedoitWolf, ShrunkCovariance
 from sklearn.mixture import GaussianMixture
 from sklearn.neighbors import NearestNeighbors
+from sklearn.preprocessing import normalize
 from sklearn.utils import _safe_indexing
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
@@ -170,9 +171,11 @@ class KNNDetector(_InlierDetector):
     """k-nearest-neighbour detector: mean distance to the closest normal training clips.
 
     The inlier model of most top DCASE 2021-2024 systems, on classifier embeddings.
-    Neighbours are found by :class:`sklearn.neighbors.NearestNeighbors`, whose brute-force
-    search processes queries in chunks (``sklearn.set_config(working_memory=...)``, 1 GiB by
-    default), so memory stays linear in the number of training clips.
+    Neighbours are found by :class:`sklearn.neighbors.NearestNeighbors`; its brute-force
+    euclidean search works through the queries in small chunks, so memory stays linear in
+    the number of training clips (``benchmarks/bench_knn.py``). Cosine distances are computed
+    as half the squared euclidean distance of the L2-normalised vectors, which takes that
+    path too (a zero vector is then at distance 0.5 from every clip, not 1).
 
     Parameters
     ----------
@@ -256,16 +259,27 @@ DOMAIN
             )
 
     def _fit_domain(self, X):
+        cosine = self.metric == "cosine"
         return NearestNeighbors(
-            n_neighbors=self.n_neighbors, metric=self.metric, algorithm=self.algorithm, n_jobs=self.n_jobs
-        ).fit(X)
+            n_neighbors=self.n_neighbors,
+            metric="euclidean" if cosine else self.metric,
+            algorithm=self.algorithm,
+            n_jobs=self.n_jobs,
+        ).fit(normalize(X) if cosine else X)
+
+    def _distances(self, model, X):
+        # X=None: sklearn's leave-one-out query of the fitted points (none is its own neighbour)
+        if X is not None and self.metric == "cosine":
+            X = normalize(X)
+        dist = model.kneighbors(X, n_neighbors=self.n_neighbors)[0]
+        # unit vectors: cosine distance 1 - a.b = |a - b|^2 / 2
+        return (np.square(dist) / 2 if self.metric == "cosine" else dist).mean(axis=1)
 
     def _anomaly(self, model, X):
-        return model.kneighbors(X, n_neighbors=self.n_neighbors)[0].mean(axis=1)
+        return self._distances(model, X)
 
     def _train_anomaly(self, model, X):
-        # X=None: sklearn's leave-one-out query, each point is not its own neighbour
-        return model.kneighbors(None, n_neighbors=self.n_neighbors)[0].mean(axis=1)
+        return self._distances(model, None)
 
 
 _COVARIANCES = {"ledoit_wolf": LedoitWolf, "oas": OAS, "empirical": EmpiricalCovariance}
