@@ -348,11 +348,12 @@ def cmd_score(args):
 
 
 def evaluation(args):
-    """Score the labelled test clips and compute the DCASE table; what ``evaluate`` reports.
+    """Score the test clips and compute the DCASE table; what ``evaluate`` reports.
 
     Returns a namespace: ``pipe, clips`` (the scored clips), ``y`` (1 = anomaly), ``score``,
     ``decision``, ``report`` (:func:`skasd.metrics.dcase_report`), ``machine_type`` and
-    ``features`` (computed on demand: ``features[idx]``).
+    ``features`` (computed on demand: ``features[idx]``). Unlabelled test clips are only
+    scored when an HTML report is asked for; ``y`` and ``report`` are then None.
     """
     from types import SimpleNamespace
 
@@ -360,13 +361,19 @@ def evaluation(args):
 
     pipe = load_model(args.model, verbose=False)
     clips = load_clips(args.data, args.machine_type, split="test")
-    clips = clips[clips["label"].notna()]
-    if clips.empty:
-        raise CLIError(f"no labelled test clips under {args.data}: evaluate needs normal and anomaly labels")
+    labelled = clips[clips["label"].notna()]
+    if labelled.empty and not getattr(args, "report", None):
+        raise CLIError(
+            f"no labelled test clips under {args.data}: evaluate needs normal and anomaly labels "
+            "(add --report out.html to inspect unlabelled clips)"
+        )
+    clips = clips if labelled.empty else labelled
     clips, score, decision = _score_cli(args, pipe, clips)
-    y = (clips["label"] == "anomaly").to_numpy(int)
-    domains = clips["domain"] if clips["domain"].notna().all() else None
-    report = dcase_report(y, score, clips["section_or_id"], domains=domains)
+    y = report = None
+    if not labelled.empty:
+        y = (clips["label"] == "anomaly").to_numpy(int)
+        domains = clips["domain"] if clips["domain"].notna().all() else None
+        report = dcase_report(y, score, clips["section_or_id"], domains=domains)
     return SimpleNamespace(
         pipe=pipe, clips=clips, y=y, score=score, decision=decision, report=report,
         machine_type=clips["machine_type"].iloc[0], features=_FeaturesOnDemand(pipe, clips["path"]),
@@ -377,15 +384,23 @@ def cmd_evaluate(args):
     from ._io import write_text_atomic
 
     run = evaluation(args)
-    print(f"{run.machine_type}\n{run.report.to_string(float_format=lambda v: f'{v:.4f}')}")
-    out = Path(args.out) / "result.csv"
-    write_text_atomic(out, result_csv({run.machine_type: run.report}))
-    _log(args, f"wrote {out}")
-    if args.plot:
+    if run.report is not None:
+        print(f"{run.machine_type}\n{run.report.to_string(float_format=lambda v: f'{v:.4f}')}")
+        out = Path(args.out) / "result.csv"
+        write_text_atomic(out, result_csv({run.machine_type: run.report}))
+        _log(args, f"wrote {out}")
+    else:
+        _log(args, f"{len(run.clips)} unlabelled test clips: no AUC/pAUC, only the report's ranked clips")
+    if args.plot and run.y is not None:
         from ._experiment import write_plots
 
         for path in write_plots(args.plot, run.pipe, run.y, run.score, run.features):
             _log(args, f"wrote {path}")
+    if args.report:
+        from .report import write_report
+
+        path = write_report(args.report, run.clips, run.score, estimator=run.pipe, model_path=args.model, data_dir=args.data)
+        _log(args, f"wrote {path}")
 
 
 def cmd_reproduce(args):
@@ -457,6 +472,11 @@ def build_parser():
     scoring_args(p)
     p.add_argument("--out", default=".", help="folder for result.csv (default: .)")
     p.add_argument("--plot", metavar="OUTDIR", help="also write ROC and score-histogram plots")
+    p.add_argument(
+        "--report", metavar="HTML",
+        help="also write a self-contained HTML inspection report (table, plots, clips to listen to); "
+        "works on unlabelled test clips too",
+    )
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("reproduce", parents=[common], help="the founding report's experiment")

@@ -257,3 +257,40 @@ def test_reproduce_table(dev_folder, capsys):
     for row in ("VAE+BN", "CNNAE+L2", "DenseAE (DCASE 2020 baseline)"):
         assert row in out
     assert "0.905" in out and "0.766" in out
+
+
+def test_evaluate_writes_html_report_matching_the_table(dev_folder, trained, tmp_path):
+    pytest.importorskip("matplotlib")
+    import re
+
+    html = tmp_path / "report.html"
+    assert main(["evaluate", "--model", str(trained), "--data", str(dev_folder), "--out", str(tmp_path),
+                 "--report", str(html), "--quiet"]) == 0
+    page = html.read_text()
+    result = pd.read_csv(tmp_path / "result.csv", skiprows=1)
+    metrics = page.split('id="metrics"', 1)[1].split("</table>", 1)[0]
+    # the page's table holds the very values evaluate wrote to result.csv (same scores)
+    values = [float(v) for v in re.findall(r'data-value="([^"]+)"', metrics)]
+    for auc in result["AUC"]:
+        assert min(abs(v - auc) for v in values) < 1e-12
+    assert page.count("<audio") >= 4
+
+
+def test_evaluate_report_on_unlabelled_test_clips(dev_folder, trained, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    root = tmp_path / "pump"
+    shutil.copytree(dev_folder, root)
+    for i, f in enumerate(sorted((root / "test").glob("*.wav"))):  # evaluation-set names: no label
+        f.rename(f.with_name(f"id_{f.name.split('_id_')[1][:2]}_{i:08d}.wav"))
+    out = tmp_path / "out"
+    out.mkdir()
+    # without --report there is nothing to evaluate: one clear line
+    assert main(["evaluate", "--model", str(trained), "--data", str(root), "--out", str(out)]) == 1
+    assert "no labelled test clips" in capsys.readouterr().err
+    html = out / "report.html"
+    assert main(["evaluate", "--model", str(trained), "--data", str(root), "--out", str(out),
+                 "--report", str(html), "--quiet"]) == 0
+    assert not (out / "result.csv").exists()
+    page = html.read_text()
+    assert 'id="metrics"' not in page
+    assert page.count("<audio") >= 4
