@@ -22,9 +22,21 @@ _LAZY = {
     "DenseAE": "skasd.models",
     "VAE": "skasd.models",
     "CNNAE": "skasd.models",
+    "KNNDetector": "skasd.models",
+    "MahalanobisDetector": "skasd.models",
+    "GMMDetector": "skasd.models",
+    "ScoreFusion": "skasd.models",
+    "ClassifierEmbedding": "skasd.models",
+    "ClipStatsTransformer": "skasd._clip_stats",
+    "FeatureStore": "skasd._stream",
+    "dask_transform": "skasd._distributed",
+    "save": "skasd._serialize",
+    "load": "skasd._serialize",
+    "model_info": "skasd._serialize",
+    "ModelFileError": "skasd._serialize",
     "write_submission": "skasd._submission",
 }
-_SUBMODULES = ("datasets", "metrics", "model_selection", "models", "plot")
+_SUBMODULES = ("datasets", "metrics", "model_selection", "models", "plot", "report")
 
 __all__ = sorted([*_LAZY, *_SUBMODULES])
 
