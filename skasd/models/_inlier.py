@@ -12,6 +12,7 @@ from abc import abstractmethod
 from numbers import Integral, Real
 
 import numpy as np
+import pandas as pd
 from sklearn.covariance import OAS, EmpiricalCovariance, LedoitWolf, ShrunkCovariance
 from sklearn.mixture import GaussianMixture
 from sklearn.neighbors import NearestNeighbors
@@ -117,6 +118,8 @@ class _InlierDetector(BaseDetector):
         domain = np.zeros(len(X), dtype=int) if blind else np.asarray(domain)
         if domain.ndim != 1 or len(domain) != len(X):
             raise ValueError(f"{name}: domain must hold one label per clip ({len(X)}); got shape {domain.shape}.")
+        if pd.isna(domain).any():
+            raise ValueError(f"{name}: domain contains missing values (None/NaN); give every clip a domain.")
         if y is not None:
             mask = normal_mask(y, len(X), name)
             if mask is not None:
@@ -160,6 +163,10 @@ class _InlierDetector(BaseDetector):
         check_is_fitted(self)
         X = self._validate_input(X, reset=False)
         return -np.min([self._anomaly(model, X) for model in self.models_], axis=0)
+
+    def __sklearn_is_fitted__(self):
+        # n_features_in_ is set while validating, before fitting can still fail
+        return hasattr(self, "models_")
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -208,6 +208,13 @@ def test_errors(cls, data):
         cls().fit(train, domain=["source"] * 59)
     with pytest.raises(ValueError, match="at least .* normal training clips in domain 'target'.*got 1"):
         cls().fit(train, domain=["source"] * 59 + ["target"])
+    with pytest.raises(ValueError, match="domain contains missing values"):
+        cls().fit(train, domain=["source"] * 59 + [None])
+    failed = cls()
+    with pytest.raises(ValueError):
+        failed.fit(train[:1])
+    with pytest.raises(NotFittedError):  # a failed fit leaves no fitted model behind
+        failed.score_samples(test)
 
 
 def test_knn_k_larger_than_training_set():
