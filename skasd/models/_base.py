@@ -24,6 +24,7 @@ import math
 import os
 import warnings
 from abc import ABCMeta, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
 from numbers import Integral, Real
 
 import numpy as np
@@ -234,13 +235,10 @@ class _ClipStream(torch.utils.data.IterableDataset):
                 order = order[torch.randperm(len(order), generator=gen).numpy()]
         offsets = torch.arange(self.width, device=self.device)
         pending = None
-        for start in range(0, len(order), self.buffer):
-            clips = order[start : start + self.buffer]
-            block = _read_finite(self.store, clips)
+        for clips, block in self._buffers(order):
             frames = torch.from_numpy(block).to(self.device).transpose(1, 2)
             n = len(clips) * self.n_windows
-            idx = torch.randperm(n, generator=gen) if self.shuffle else torch.arange(n)
-            idx = idx.to(self.device)
+            idx = (torch.randperm(n, generator=gen) if self.shuffle else torch.arange(n)).to(self.device)
             pos = 0
             while pos < n:
                 i = idx[pos : pos + self.batch_size - (0 if pending is None else len(pending))]
@@ -255,6 +253,18 @@ class _ClipStream(torch.utils.data.IterableDataset):
                     pending = w
         if pending is not None and not self.drop_last:
             yield pending, pending
+
+    def _buffers(self, order):
+        """``(clips, their features)`` buffer by buffer; the next buffer is read in a thread
+        while the current one trains (torch releases the GIL), so up to two are in memory."""
+        blocks = [order[start : start + self.buffer] for start in range(0, len(order), self.buffer)]
+        with ThreadPoolExecutor(1) as pool:
+            ahead = pool.submit(_read_finite, self.store, blocks[0])
+            for k, clips in enumerate(blocks):
+                block = ahead.result()
+                if k + 1 < len(blocks):
+                    ahead = pool.submit(_read_finite, self.store, blocks[k + 1])
+                yield clips, block
 
 
 def _stream_loader(dataset, batch_size, shuffle=False, drop_last=False, **kwargs):

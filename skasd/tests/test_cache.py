@@ -23,6 +23,7 @@ from sklearn.utils.estimator_checks import check_estimator
 
 from skasd import AudioError, DenseAE, LogMelTransformer, MFCCTransformer
 from skasd._cache import FeatureCache
+from skasd._stream import FeatureStore
 from skasd.datasets import make_machine_sounds
 from skasd.metrics import auc_scorer, pauc_scorer
 from skasd.model_selection import NormalTrainCV
@@ -308,3 +309,91 @@ def test_clone_pickle_and_estimator_checks(tmp_path, sounds):
             },
         )
     assert _entries(tmp_path / "checks")  # the checks went through the cache
+
+
+# ------------------------------------------------------------- lazy=True: FeatureStore
+def test_lazy_store_reads_the_cached_features(tmp_path, computed, sounds):
+    paths = _write(tmp_path / "wav", sounds.data[:6])
+    expected = LogMelTransformer().transform(paths)
+    computed.clear()
+    store = LogMelTransformer(cache=tmp_path / "cache", lazy=True).transform(paths)
+    assert isinstance(store, FeatureStore) and _n(computed) == 6
+    assert (len(store), store.shape, store.ndim, store.dtype) == (6, expected.shape, 3, np.float32)
+    assert store.nbytes == expected.nbytes
+    for key in (0, -1, slice(1, 5, 2), slice(None), [4, 0, 4], np.array([-2, 1]), expected[:, 0, 0] > -1e9,
+                np.arange(6) % 2 == 0, (2, 5), (slice(0, 3), Ellipsis, slice(0, 4)), ([1, 3], 0)):
+        np.testing.assert_array_equal(store[key], expected[key])
+    np.testing.assert_array_equal(np.asarray(store), expected)
+    np.testing.assert_array_equal(store.subset([5, 2, 3]).subset([True, False, True])[:], expected[[5, 3]])
+    for bad in (6, -7, [0, 6], np.ones(5, bool), [[0, 1]], [0.5]):
+        with pytest.raises(IndexError):
+            store[bad]
+    # nothing recomputed by reading, by another lazy transform, or by the eager one
+    pickled = pickle.loads(pickle.dumps(store))
+    np.testing.assert_array_equal(pickled[:], expected)
+    np.testing.assert_array_equal(LogMelTransformer(cache=tmp_path / "cache").transform(paths), expected)
+    assert LogMelTransformer(cache=tmp_path / "cache", lazy=True).transform(paths).shape == expected.shape
+    assert _n(computed) == 6
+    assert len(pickle.dumps(store)) < 10_000  # keys and paths, no features
+
+
+def test_lazy_fills_the_cache_in_bounded_chunks(tmp_path, computed):
+    W = np.random.default_rng(0).uniform(-0.1, 0.1, size=(150, 2048)).astype(np.float32)
+    store = LogMelTransformer(cache=tmp_path, lazy=True, n_mels=16).transform(W)
+    assert [len(b) for b in computed] == [64, 64, 22]
+    np.testing.assert_array_equal(store[:], LogMelTransformer(n_mels=16).transform(W))
+
+
+def test_lazy_mfcc_applies_the_dct_on_read(tmp_path, computed, sounds):
+    W = sounds.data[:4]
+    store = MFCCTransformer(n_mfcc=13, n_mels=40, cache=tmp_path, lazy=True).transform(W)
+    assert store.shape == (4, 13, 32)
+    np.testing.assert_array_equal(store[1:3], MFCCTransformer(n_mfcc=13, n_mels=40).transform(W)[1:3])
+    assert _n(computed) == 4 + 4  # the store's clips, then the uncached reference
+
+
+def test_lazy_store_recomputes_entries_lost_after_transform(tmp_path, computed, sounds):
+    paths = _write(tmp_path / "wav", sounds.data[:4])
+    store = LogMelTransformer(cache=tmp_path / "cache", lazy=True).transform(paths)
+    expected = LogMelTransformer().transform(paths)
+    entries = _entries(tmp_path / "cache")
+    os.remove(entries[0])
+    _damage(entries[1], "bit flip")
+    with pytest.warns(UserWarning, match=r"recomputing 2 clip\(s\) whose feature cache entries are missing or "
+                      r"damaged: .*clip_0\d\.wav") as record:
+        np.testing.assert_array_equal(store[:], expected)
+    message = str(record[0].message)
+    assert ".wav (missing)" in message and ".wav (unreadable (BadZipFile: Bad CRC-32" in message
+    assert len(record) == 1 and [len(b) for b in computed] == [4, 4, 2]  # store, reference, the 2 lost
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # written back: no second warning
+        np.testing.assert_array_equal(store[:], expected)
+
+
+def test_lazy_errors(tmp_path, sounds):
+    with pytest.raises(ValueError, match="lazy=True reads the features back from the feature cache: set cache"):
+        LogMelTransformer(lazy=True).fit(sounds.data[:1])
+    with pytest.raises(ValueError, match="lazy must be True or False"):
+        LogMelTransformer(cache=tmp_path, lazy="yes").transform(sounds.data[:1])
+    W = np.random.default_rng(0).uniform(-0.1, 0.1, size=(70, SR)).astype(np.float32)
+    paths = _write(tmp_path / "wav", W, lengths=[SR] * 64 + [SR // 2] * 6)
+    t = LogMelTransformer(cache=tmp_path / "cache", lazy=True)
+    with pytest.raises(AudioError, match=r"clips differ in length: .*clip_64\.wav and the clips after it give 16 frames, "
+                       r"earlier clips 32"):
+        t.transform(paths)  # the second chunk of 64 clips is shorter than the first
+    with pytest.raises(AudioError, match="clips differ in length"):
+        t.transform(paths[60:])  # in one chunk: the loader's own error
+    with pytest.raises(FileNotFoundError, match="No such audio file"):
+        t.transform(paths[:1] + [str(tmp_path / "missing.wav")])
+    assert t.set_params(duration=1.0).transform(paths).shape == (70, 128, 32)
+
+
+def test_lazy_with_an_unwritable_cache_still_reads(tmp_path, monkeypatch, sounds):
+    def refuse(self, key, features):
+        raise PermissionError(13, "Permission denied", self.entry(key))
+
+    monkeypatch.setattr(FeatureCache, "put", refuse)
+    with pytest.warns(UserWarning, match="could not write 2 feature cache entries .*recomputed whenever read"):
+        store = LogMelTransformer(cache=tmp_path, lazy=True).transform(sounds.data[:2])
+    with pytest.warns(UserWarning, match=r"recomputing 2 clip\(s\)"):
+        np.testing.assert_array_equal(store[:], LogMelTransformer().transform(sounds.data[:2]))
