@@ -30,6 +30,9 @@ __all__ = ["ClassifierEmbedding"]
 _ARC_SCALE, _ARC_MARGIN = 30.0, 0.5
 # Sub-clusters per class of the sub-cluster AdaCos head (Wilkinghoff, ICASSP 2021).
 _N_SUBCLUSTERS = 16
+# AdaCos's scale is kept in this range: its update can run away (to overflow, or to 0
+# where the non-target centres are as close as the target one) on tiny, easy problems.
+_ADACOS_SCALE_RANGE = (1.0, 64.0)
 
 
 # ------------------------------------------------------------------------- network
@@ -140,7 +143,8 @@ class _AdaCosHead(_CosineHead):
     the mean over the batch of ``sum over non-target centres of exp(s cos)`` and
     ``theta_med`` the median angle to the target class. Sub-cluster AdaCos (Wilkinghoff,
     ICASSP 2021) gives each class ``n_sub`` centres; a class's logit is the log-sum-exp of
-    its centres' scaled cosines. ``s`` is a buffer, so it is saved with the weights.
+    its centres' scaled cosines. ``s`` is a buffer, so it is saved with the weights; it is
+    kept within ``_ADACOS_SCALE_RANGE``.
     """
 
     def __init__(self, embed_dim, n_classes, n_sub=1):
@@ -154,10 +158,13 @@ class _AdaCosHead(_CosineHead):
             with torch.no_grad():
                 s = self.scale
                 weight = target[:, :, None]  # soft target weight of each centre's class
-                b_avg = ((1 - weight) * torch.exp(s * cos)).sum((1, 2)).mean()
+                # log B_avg in log space: exp(s cos) overflows float32 for large s
+                per_clip = torch.logsumexp((torch.log1p(-weight.clamp_max(1 - 1e-6)) + s * cos).flatten(1), 1)
+                log_b_avg = torch.logsumexp(per_clip, 0) - math.log(len(z))
                 target_cos = (weight * cos.max(2, keepdim=True).values).sum((1, 2)) / weight.sum((1, 2))
                 theta_med = torch.acos(target_cos.clamp(-1 + 1e-6, 1 - 1e-6)).median()
-                self.scale.copy_(torch.log(b_avg.clamp_min(1e-12)) / torch.cos(theta_med.clamp_max(math.pi / 4)))
+                scale = log_b_avg / torch.cos(theta_med.clamp_max(math.pi / 4))
+                self.scale.copy_(scale.clamp(_ADACOS_SCALE_RANGE[0], _ADACOS_SCALE_RANGE[1]))
         return torch.logsumexp(self.scale * cos, dim=2)
 
 
@@ -259,19 +266,20 @@ class ClassifierEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     anomaly labels (1 / ``"anomaly"`` = anomaly): anomalous clips are left out, and a
     ``y`` that is not binary is ignored.
 
-    With a single class there is nothing to classify: ``fit`` raises. Add other
-    classes (other machine IDs or sections, attributes, or clips of other machines as
-    "outlier exposure"), or use an autoencoder (``CNNAE``, ``DenseAE``) or an inlier
-    model on clip statistics for a single machine.
+    A single class (one machine ID) trains on the self-supervised ``pseudo_shifts``
+    classes alone; with ``pseudo_shifts=()`` there is nothing to classify and ``fit``
+    raises. Other classes help more: other machine IDs or sections, attributes, or
+    clips of other machines ("outlier exposure"); else use an autoencoder (``CNNAE``,
+    ``DenseAE``) or an inlier model on clip statistics.
 
     Parameters
     ----------
     embed_dim : int, default=128
         Size of the embedding.
-    loss : {"arcface", "adacos", "subcluster_adacos", "softmax"}, default="arcface"
-        Classification head: ArcFace (scale 30, angular margin 0.5), AdaCos (adaptive
-        scale, no margin), sub-cluster AdaCos (16 learned centres per class), or a plain
-        linear softmax classifier.
+    loss : {"subcluster_adacos", "adacos", "arcface", "softmax"}, default="subcluster_adacos"
+        Classification head: sub-cluster AdaCos (16 learned centres per class, adaptive
+        scale; Wilkinghoff 2021), AdaCos (one centre per class), ArcFace (scale 30,
+        angular margin 0.5), or a plain linear softmax classifier.
     mixup : float, default=0.0
         Mixup ``Beta(mixup, mixup)`` parameter for mixing pairs of training crops and
         their targets; 0 turns mixup off.
@@ -283,14 +291,15 @@ class ClassifierEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         Frames between the starts of the patches averaged by ``transform``.
     normalize : bool, default=True
         L2-normalise each clip's embedding (for cosine-like distances).
-    pseudo_shifts : tuple of int, default=()
+    pseudo_shifts : tuple of int, default=(-1, 1)
         Self-supervised extra classes: for each shift ``k`` (in mel bins), every class
         gets a copy whose crops are the mel bands moved by ``k`` bins (about a pitch
         shift), to be told apart from the original. The network then has to resolve
-        where the harmonics and resonances lie, not only which machine it hears, and a
-        single machine ID becomes trainable. The network sees ``n_mels - 2 max|k|``
-        bands (the centre band; shifted copies read the neighbouring bands, so no
-        padding gives the copies away).
+        where the harmonics and resonances lie, not only which machine it hears (telling
+        machines apart is often too easy to learn anything subtle), and a single machine
+        ID becomes trainable. The network sees ``n_mels - 2 max|k|`` bands (the centre
+        band; shifted copies read the neighbouring bands, so no padding gives the copies
+        away). ``()`` turns this off.
     max_epochs : int, default=30
         Training epochs.
     batch_size : int, default=32
@@ -360,13 +369,13 @@ class ClassifierEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     def __init__(
         self,
         embed_dim=128,
-        loss="arcface",
+        loss="subcluster_adacos",
         mixup=0.0,
         channels=(16, 32, 64, 128),
         patch_frames=64,
         patch_hop=32,
         normalize=True,
-        pseudo_shifts=(),
+        pseudo_shifts=(-1, 1),
         *,
         max_epochs=30,
         batch_size=32,

@@ -20,8 +20,8 @@ from sklearn.utils.validation import validate_data
 from skasd.metrics import auc_scorer
 from skasd.model_selection import NormalTrainCV
 from skasd.models import DenseAE
-from skasd.models._embedding import _ARC_MARGIN, _ARC_SCALE, _N_SUBCLUSTERS, ClassifierEmbedding, _CropDataset
-from skasd.models._embedding import _ArcFaceHead, _AdaCosHead
+from skasd.models._embedding import _ADACOS_SCALE_RANGE, _ARC_MARGIN, _ARC_SCALE, _N_SUBCLUSTERS, ClassifierEmbedding
+from skasd.models._embedding import _AdaCosHead, _ArcFaceHead, _CropDataset
 
 N_MELS, N_FRAMES = 16, 40
 
@@ -63,7 +63,7 @@ _BATCH_ROUNDING = (
 
 
 @parametrize_with_checks(
-    [_EmbeddingOn2D(embed_dim=4, channels=(4,), patch_frames=1, patch_hop=1, max_epochs=2, random_state=0)],
+    [_EmbeddingOn2D(embed_dim=4, channels=(4,), patch_frames=1, patch_hop=1, pseudo_shifts=(), max_epochs=2, random_state=0)],
     expected_failed_checks=lambda est: {"check_methods_subset_invariance": _BATCH_ROUNDING},
 )
 def test_sklearn_compatible(estimator, check):
@@ -96,7 +96,8 @@ def test_transform_is_mean_of_patch_embeddings(data):
     encoder = est.net_.module_.encoder.eval()
     expected = []
     for clip in X:
-        patches = np.stack([clip[:, t : t + 16] for t in range(0, N_FRAMES - 16 + 1, 8)])
+        # the default pseudo_shifts (-1, 1): the network sees bands 1 .. n_mels - 2
+        patches = np.stack([clip[1:-1, t : t + 16] for t in range(0, N_FRAMES - 16 + 1, 8)])
         with torch.no_grad():
             z = encoder(torch.from_numpy((patches - est.loc_) / est.scale_).float())
         expected.append(z.mean(0).numpy())
@@ -154,10 +155,14 @@ def test_adacos_scale_adapts_and_subclusters_pool():
     head.train()
     head(z, target)
     cos = cos.detach()
-    b_avg = ((1 - target[:, :, None]) * torch.exp(s0 * cos)).sum((1, 2)).mean()
+    b_avg = ((1 - target[:, :, None]) * torch.exp(s0 * cos)).sum((1, 2)).mean()  # the paper's formula
     theta_med = torch.acos((target[:, :, None] * cos.max(2, keepdim=True).values).sum((1, 2))).median()
     expected = torch.log(b_avg) / torch.cos(torch.clamp(theta_med, max=math.pi / 4))
     assert head.scale.item() == pytest.approx(expected.item(), rel=1e-4)
+    # a batch whose non-target centres are far closer than the target one: bounded scale
+    head.scale.fill_(60.0)
+    head(z, 1 - target)
+    assert _ADACOS_SCALE_RANGE[0] <= head.scale.item() <= _ADACOS_SCALE_RANGE[1]
 
 
 def test_crop_dataset_crops_shifts_and_mixup():
@@ -191,8 +196,9 @@ def test_pseudo_shifts_train_a_single_class(data):
     X, _ = data
     one = ["id_00"] * len(X)
     with pytest.raises(ValueError, match="nothing to classify: all 12 training clips carry one class, 'id_00'.*CNNAE"):
-        tiny().fit(X, one)
-    est = tiny(pseudo_shifts=(-2, 2)).fit(X, one)
+        tiny(pseudo_shifts=()).fit(X, one)
+    assert tiny().fit(X, one).net_.module_.head.centres.shape[0] == 3 * _N_SUBCLUSTERS  # default (-1, 1)
+    est = tiny(pseudo_shifts=(-2, 2), loss="arcface").fit(X, one)
     module = est.net_.module_
     assert module.head.centres.shape[0] == 3  # the class and its two shifted copies
     # the network sees 16 - 2 * 2 = 12 bands: 6 after the stem, 3 after the second stage
