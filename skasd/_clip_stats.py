@@ -137,7 +137,8 @@ class ClipStatsTransformer(TransformerMixin, BaseEstimator):
         S = np.abs(librosa.stft(W64, n_fft=self.n_fft, hop_length=self.hop_length))
         spectral = partial(librosa.feature.spectral_centroid, sr=self.sr, n_fft=self.n_fft, hop_length=self.hop_length)
         centroid = spectral(S=S)[:, 0].mean(axis=1)
-        flatness = librosa.feature.spectral_flatness(S=S, n_fft=self.n_fft, hop_length=self.hop_length)[:, 0].mean(axis=1)
+        flatness = librosa.feature.spectral_flatness(S=S, n_fft=self.n_fft, hop_length=self.hop_length)
+        flatness = flatness[:, 0].mean(axis=1)
         columns = [peak, rms, crest, centroid, flatness]
         if self.n_mfcc:
             mel = librosa.feature.melspectrogram(S=S**2, sr=self.sr, n_mels=self.n_mels)
