@@ -44,6 +44,11 @@ class FeatureStore:
     and written back, with one warning. A store pickles small (paths and keys, no features), so
     it can be sent to joblib or Dask workers that see the same cache folder.
 
+    In a search, put the transformer in the pipeline
+    (``make_pipeline(LogMelTransformer(cache=DIR, lazy=True), DenseAE())``): each fold then
+    streams its own store. A store passed to ``GridSearchCV`` directly is indexed by the
+    splitter, which reads each fold's clips into an array.
+
     Examples
     --------
     >>> import tempfile

@@ -90,7 +90,9 @@ accelerator : accelerate.Accelerator or None, default=None
     ignored and the accelerator places the model and batches). Multi-GPU data-parallel
     training: build ``Accelerator()`` in a script and run it with ``accelerate launch
     script.py``; each process fits on the same data and the gradients are averaged. Scoring
-    runs in each process on the accelerator's device.
+    runs in each process on the accelerator's device. Mixed precision is the accelerator's
+    too: ``Accelerator(mixed_precision="bf16")`` (also on the CPU) or ``"fp16"`` (CUDA,
+    with loss scaling) autocasts the forward pass and keeps float32 weights.
 {contamination}
 device : str or torch.device, default="auto"
     ``"auto"``: CUDA when available, else the CPU. A model trained on a GPU unpickles
@@ -532,9 +534,11 @@ class BaseAEDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseDete
 
         Parameters
         ----------
-        X : array-like of shape (n_clips, n_mels, n_frames) or (n_samples, n_features)
+        X : array-like of shape (n_clips, n_mels, n_frames) or (n_samples, n_features), or FeatureStore
             Log-mel spectrograms of normal clips (e.g. from ``LogMelTransformer``), or
-            plain feature vectors where the model accepts 2-D input.
+            plain feature vectors where the model accepts 2-D input. A
+            :class:`~skasd.FeatureStore` (``LogMelTransformer(cache=DIR, lazy=True)``) is
+            streamed from disk, ``stream_buffer`` clips at a time.
         y : array-like of shape (n_clips,), default=None
             Optional labels, 1 (or ``"anomaly"``) = anomaly, 0 (or ``"normal"``) =
             normal. Clips labelled anomalous are left out of training, so that
@@ -692,15 +696,18 @@ class BaseAEDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseDete
         chunk = max(1, self.batch_size // n_win)
         stream = isinstance(X, FeatureStore)
         module.eval()
-        out = []
+        out = None  # filled in place: no per-chunk objects left between the chunks' temporaries
         with torch.no_grad():
             for start in range(0, len(X), chunk):
                 part = _read_finite(X, slice(start, start + chunk)) if stream else X[start : start + chunk]
                 xb = torch.from_numpy(part).to(device)
                 w = xb.unfold(2, width, hop).permute(0, 2, 3, 1).reshape(-1, width, X.shape[1])
                 r = getattr(module, method)((w - self.loc_) / self.scale_)
-                out.append(r.reshape(len(xb), n_win, *r.shape[1:]).mean(1).cpu())
-        return torch.cat(out).double().numpy()
+                r = r.reshape(len(xb), n_win, *r.shape[1:]).mean(1).cpu()
+                if out is None:
+                    out = torch.empty((len(X), *r.shape[1:]), dtype=torch.float64)
+                out[start : start + len(xb)] = r
+        return out.numpy()
 
     def score_samples(self, X):
         """Minus the reconstruction error of each clip (higher = more normal).
@@ -711,8 +718,9 @@ class BaseAEDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseDete
 
         Parameters
         ----------
-        X : array-like of shape (n_clips, n_mels, n_frames) or (n_samples, n_features)
-            Clips to score, in the layout the model was fitted on.
+        X : array-like of shape (n_clips, n_mels, n_frames) or (n_samples, n_features), or FeatureStore
+            Clips to score, in the layout the model was fitted on; a FeatureStore is read
+            chunk by chunk.
 
         Returns
         -------
@@ -727,7 +735,7 @@ class BaseAEDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseDete
 
         Parameters
         ----------
-        X : array-like of shape (n_clips, n_mels, n_frames) or (n_samples, n_features)
+        X : array-like of shape (n_clips, n_mels, n_frames) or (n_samples, n_features), or FeatureStore
             Clips to embed.
 
         Returns
