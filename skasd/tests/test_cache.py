@@ -378,8 +378,8 @@ def test_lazy_errors(tmp_path, sounds):
     W = np.random.default_rng(0).uniform(-0.1, 0.1, size=(70, SR)).astype(np.float32)
     paths = _write(tmp_path / "wav", W, lengths=[SR] * 64 + [SR // 2] * 6)
     t = LogMelTransformer(cache=tmp_path / "cache", lazy=True)
-    with pytest.raises(AudioError, match=r"clips differ in length: .*clip_64\.wav and the clips after it give 16 frames, "
-                       r"earlier clips 32"):
+    with pytest.raises(AudioError, match=r"clips differ in length: .*clip_64\.wav and the clips after it "
+                       r"give 16 frames, earlier clips 32"):
         t.transform(paths)  # the second chunk of 64 clips is shorter than the first
     with pytest.raises(AudioError, match="clips differ in length"):
         t.transform(paths[60:])  # in one chunk: the loader's own error
