@@ -31,7 +31,7 @@ class ClipStatsTransformer(TransformerMixin, BaseEstimator):
     The loudness columns are what ranks the one anomaly of the shared DCASE slider clips
     first; the columns live on very different scales, so put a
     :class:`~sklearn.preprocessing.StandardScaler` before a distance-based detector
-    (:class:`~skasd.models._inlier.MahalanobisDetector` needs none). Stateless: ``fit`` only
+    (:class:`~skasd.MahalanobisDetector` needs none). Stateless: ``fit`` only
     checks the parameters.
 
     Parameters
@@ -64,7 +64,7 @@ class ClipStatsTransformer(TransformerMixin, BaseEstimator):
     Examples
     --------
     >>> import numpy as np
-    >>> from skasd._clip_stats import ClipStatsTransformer
+    >>> from skasd import ClipStatsTransformer
     >>> t = np.arange(16000) / 16000
     >>> X = np.stack([0.5 * np.sin(2 * np.pi * 440 * t), 0.1 * np.sin(2 * np.pi * 1000 * t)])
     >>> stats = ClipStatsTransformer(n_mfcc=2).fit_transform(X)

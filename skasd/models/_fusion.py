@@ -44,7 +44,7 @@ class ScoreFusion(BaseDetector, _BaseComposition):
         scores of its own training clips (one fit each). An int or splitter: out-of-fold
         scores, each clip scored by a clone fitted without it (k + 1 fits each), as unseen
         normal clips will be. Use it where in-sample scores are degenerate or optimistic:
-        a :class:`~skasd.models._inlier.KNNDetector` scores its training clips against
+        a :class:`~skasd.KNNDetector` scores its training clips against
         themselves (all 0 with ``n_neighbors=1``, a ValueError here).
     CONTAMINATION
 
@@ -65,14 +65,13 @@ class ScoreFusion(BaseDetector, _BaseComposition):
 
     See Also
     --------
-    skasd.models._inlier.KNNDetector, skasd.models._inlier.MahalanobisDetector
+    KNNDetector, MahalanobisDetector
 
     Examples
     --------
     >>> import numpy as np
     >>> from sklearn.ensemble import IsolationForest
-    >>> from skasd.models._fusion import ScoreFusion
-    >>> from skasd.models._inlier import MahalanobisDetector
+    >>> from skasd import MahalanobisDetector, ScoreFusion
     >>> rng = np.random.default_rng(0)
     >>> train = rng.normal(size=(200, 3))
     >>> fusion = ScoreFusion([("maha", MahalanobisDetector()),

@@ -234,7 +234,7 @@ DOMAIN
     Examples
     --------
     >>> import numpy as np
-    >>> from skasd.models._inlier import KNNDetector
+    >>> from skasd import KNNDetector
     >>> rng = np.random.default_rng(0)
     >>> train = rng.normal(size=(100, 8))
     >>> knn = KNNDetector(n_neighbors=3, metric="euclidean").fit(train)
@@ -337,7 +337,7 @@ DOMAIN
     Examples
     --------
     >>> import numpy as np
-    >>> from skasd.models._inlier import MahalanobisDetector
+    >>> from skasd import MahalanobisDetector
     >>> rng = np.random.default_rng(0)
     >>> train = rng.normal(size=(200, 4)) * [1, 1, 1, 10]
     >>> maha = MahalanobisDetector().fit(train)
@@ -411,7 +411,7 @@ DOMAIN
     Examples
     --------
     >>> import numpy as np
-    >>> from skasd.models._inlier import GMMDetector
+    >>> from skasd import GMMDetector
     >>> rng = np.random.default_rng(0)
     >>> train = np.concatenate([rng.normal(-3, 1, size=(100, 2)), rng.normal(3, 1, size=(100, 2))])
     >>> gmm = GMMDetector(n_components=2, random_state=0).fit(train)
