@@ -318,3 +318,30 @@ def test_generated_anomalies_above_loudness_and_on_an_autoencoder_embedding():
     pipe = make_pipeline(DenseAE(max_epochs=2, random_state=0), KNNDetector()).fit(train)
     ae = pipe[0]
     assert_allclose(pipe.score_samples(test), KNNDetector().fit(ae.transform(train)).score_samples(ae.transform(test)))
+
+
+def test_per_section_loop_of_the_user_guide():
+    """docs/inlier.rst "Sections": one clone per section, scores put back in the table's order."""
+    import pandas as pd
+
+    s = make_machine_sounds(n_normal=16, n_anomaly=6, machine_ids=("id_00", "id_02"), duration=0.5, random_state=0)
+    df = pd.DataFrame({"section_or_id": s.machine_id, "label": s.target}).sample(frac=1, random_state=0)
+    df["split"] = np.where((df.label == 0) & (df.groupby("section_or_id").cumcount() < 10), "train", "test")
+    train, test = df[df.split == "train"], df[df.split == "test"]
+    features = LogMelTransformer(n_mels=32).fit_transform(s.data)
+    pipe = make_pipeline(StandardScaler(), MahalanobisDetector())
+    F = lambda part: features[part.index].mean(axis=2).astype(np.float64)  # noqa: E731  (per-band means)
+    models, scores = {}, []
+    for section, part in train.groupby("section_or_id"):
+        models[section] = clone(pipe).fit(F(part))
+    for section, part in test.groupby("section_or_id"):
+        scores.append(pd.Series(-models[section].score_samples(F(part)), index=part.index))
+    report = dcase_report(test.label, pd.concat(scores)[test.index], test.section_or_id)
+    assert list(report.index[:2]) == ["id_00", "id_02"]
+    for section in ("id_00", "id_02"):
+        part = test[test.section_or_id == section]
+        own = -models[section].score_samples(F(part))
+        assert report.loc[section, "AUC"] == pytest.approx(auc(part.label, own))
+    # each section's model saw only its own training clips
+    id0 = train[train.section_or_id == "id_00"]
+    assert_allclose(models["id_00"][0].mean_, F(id0).mean(axis=0), rtol=1e-6)
