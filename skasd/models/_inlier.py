@@ -17,7 +17,6 @@ from sklearn.covariance import OAS, EmpiricalCovariance, LedoitWolf, ShrunkCovar
 from sklearn.mixture import GaussianMixture
 from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import normalize
-from sklearn.utils import _safe_indexing
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
