@@ -5,8 +5,15 @@ from sklearn.base import clone
 from sklearn.model_selection import check_cv
 from sklearn.utils import Bunch, _safe_indexing
 from sklearn.utils._param_validation import StrOptions
+from sklearn.utils.metadata_routing import (
+    MetadataRouter,
+    MethodMapping,
+    _raise_for_params,
+    _routing_enabled,
+    process_routing,
+)
 from sklearn.utils.metaestimators import _BaseComposition
-from sklearn.utils.validation import _num_samples, check_is_fitted, indexable
+from sklearn.utils.validation import _check_method_params, _num_samples, check_is_fitted, indexable
 
 from ._outlier import CONTAMINATION_DOC, BaseDetector, normal_mask
 
@@ -153,7 +160,7 @@ class ScoreFusion(BaseDetector, _BaseComposition):
             raise ValueError("ScoreFusion needs at least one detector that is not 'drop' with a positive weight.")
         return [names[i] for i in kept], [ests[i] for i in kept], weights[kept]
 
-    def fit(self, X, y=None):
+    def fit(self, X, y=None, **fit_params):
         """Fit every sub-detector on the normal clips and learn how to standardise its scores.
 
         Parameters
@@ -164,26 +171,37 @@ class ScoreFusion(BaseDetector, _BaseComposition):
             Optional labels, 1 (or ``"anomaly"``) = anomaly; clips labelled anomalous are left
             out of every sub-detector's training and of the standardisation. A non-binary
             ``y`` is ignored.
+        **fit_params : dict
+            Per-clip metadata for the sub-detectors' ``fit`` (e.g. ``domain``), only with
+            ``sklearn.set_config(enable_metadata_routing=True)``: each sub-detector receives
+            what it requested (``KNNDetector().set_fit_request(domain=True)``), restricted to
+            the normal clips and, with ``cv``, to each fold.
 
         Returns
         -------
         self : ScoreFusion
         """
         self._validate_params()
+        _raise_for_params(fit_params, self, "fit")
         names, ests, weights = self._check_detectors()
         (X,) = indexable(X)  # sparse -> CSR, array-likes -> arrays, so folds and masks can index
+        routed = process_routing(self, "fit", **fit_params) if _routing_enabled() else None
+        all_clips, keep = X, np.arange(_num_samples(X))
         if y is not None:
-            mask = normal_mask(y, _num_samples(X), "ScoreFusion")
+            mask = normal_mask(y, len(keep), "ScoreFusion")
             if mask is not None:
-                X = _safe_indexing(X, np.flatnonzero(mask))
+                keep = np.flatnonzero(mask)
+                X = _safe_indexing(X, keep)
         fitted, train = [], []
         for name, est in zip(names, ests):
+            # per-clip metadata restricted to the normal clips
+            params = {} if routed is None else _check_method_params(all_clips, routed[name].fit, keep)
             if self.cv is None:
-                model = clone(est).fit(X)
+                model = clone(est).fit(X, **params)
                 scores = -model.score_samples(X)
             else:
-                scores = self._out_of_fold(est, X)
-                model = clone(est).fit(X)
+                scores = self._out_of_fold(est, X, params)
+                model = clone(est).fit(X, **params)
             scores = np.asarray(scores, dtype=np.float64)
             if not np.all(np.isfinite(scores)):
                 raise ValueError(f"detector {name!r} gave non-finite anomaly scores on its training clips.")
@@ -204,11 +222,11 @@ class ScoreFusion(BaseDetector, _BaseComposition):
         self._set_offset(-(self._standardised(train) @ self.weights_))
         return self
 
-    def _out_of_fold(self, est, X):
+    def _out_of_fold(self, est, X, params):
         cv = check_cv(self.cv)
         scores = np.empty(_num_samples(X))
         for train, test in cv.split(np.zeros((len(scores), 1))):
-            model = clone(est).fit(_safe_indexing(X, train))
+            model = clone(est).fit(_safe_indexing(X, train), **_check_method_params(X, params, train))
             scores[test] = -model.score_samples(_safe_indexing(X, test))
         return scores
 
@@ -253,6 +271,19 @@ class ScoreFusion(BaseDetector, _BaseComposition):
             Minus the weighted mean of the standardised anomaly scores.
         """
         return -(self.standardised_scores(X) @ self.weights_)
+
+    def get_metadata_routing(self):
+        """Routing of ``fit`` metadata to each sub-detector's ``fit``.
+
+        Returns
+        -------
+        routing : MetadataRouter
+        """
+        router = MetadataRouter(owner=self)
+        for name, est in self.detectors:
+            if est != "drop":
+                router.add(**{name: est}, method_mapping=MethodMapping().add(caller="fit", callee="fit"))
+        return router
 
     @property
     def n_features_in_(self):

@@ -2,6 +2,7 @@
 standardisation, nested parameters in a grid search, pipelines on clips, errors."""
 
 import numpy as np
+import sklearn
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone
@@ -148,3 +149,27 @@ def test_errors(data):
     with pytest.raises(ValueError, match="X has 3 features"):
         fusion.score_samples(test[:, :3])
     assert_array_equal(fusion.predict(test), np.where(fusion.decision_function(test) < 0, -1, 1))
+
+
+def test_domain_is_routed_to_the_sub_detectors():
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(size=(40, 3)), rng.normal(size=(12, 3)) + 5, rng.normal(size=(4, 3)) + 30])
+    domain = np.repeat(["source", "target", "source"], [40, 12, 4])
+    y = np.repeat([0, 0, 1], [40, 12, 4])
+    test = rng.normal(size=(10, 3)) + 2.5
+    with pytest.raises(ValueError, match="enable_metadata_routing"):
+        ScoreFusion(_pair()).fit(X, domain=domain)
+    with sklearn.config_context(enable_metadata_routing=True):
+        for cv in (None, 3):
+            fusion = ScoreFusion([
+                ("knn", KNNDetector(3).set_fit_request(domain=True)),
+                ("maha", MahalanobisDetector().set_fit_request(domain=True)),
+                ("iforest", IsolationForest(n_estimators=20, random_state=0)),
+            ], cv=cv).fit(X, y, domain=domain)
+            knn, maha = fusion.named_detectors_.knn, fusion.named_detectors_.maha
+            assert knn.domains_.tolist() == maha.domains_.tolist() == ["source", "target"]
+            normal = y == 0
+            expected = KNNDetector(3).fit(X[normal], domain=domain[normal])
+            assert_allclose(knn.score_samples(test), expected.score_samples(test))
+        with pytest.raises(ValueError, match=r"\[domain\] are passed but .*MahalanobisDetector.set_fit_request"):
+            ScoreFusion([("maha", MahalanobisDetector())]).fit(X, domain=domain)
