@@ -4,7 +4,7 @@ Usage (from the repository root)::
 
     .venv/bin/python benchmarks/bench_memory.py [--sizes 1000 5000 20000] [--duration 1.0]
         [--epochs 2] [--model DenseAE] [--limit-clips 40000] [--limit-duration 1.0]
-        [--limit-mb 512] [--workdir /tmp/skasd-bench-memory]
+        [--limit-mb 600] [--workdir /tmp/skasd-bench-memory]
 
 Clips come from ``skasd.datasets.make_machine_sounds`` (normal clips of one machine), written
 once as 16-bit WAV files under ``--workdir`` and reused. The feature cache is filled once
@@ -128,9 +128,10 @@ def main(argv=None):
     parser.add_argument("--model", default="DenseAE")
     parser.add_argument("--limit-clips", type=int, default=40000)
     parser.add_argument("--limit-duration", type=float, default=1.0)
-    parser.add_argument("--limit-mb", type=int, default=512)
+    parser.add_argument("--limit-mb", type=int, default=600)
     parser.add_argument("--workdir", default="/tmp/skasd-bench-memory")
     parser.add_argument("--skip-limit", action="store_true")
+    parser.add_argument("--skip-scaling", action="store_true")
     args = parser.parse_args(argv)
 
     cache = os.path.join(args.workdir, "cache")
@@ -143,7 +144,7 @@ def main(argv=None):
              f"{'peak RSS MB mem':>15} {'stream':>7} {'ratio':>6} | {'RSS after imports':>17}"
     print(header)
     rows = []
-    for n in args.sizes:
+    for n in [] if args.skip_scaling else args.sizes:
         mem = _in_process(_train, "memory", paths[:n], cache, args.model, args.epochs, None)
         stream = _in_process(_train, "stream", paths[:n], cache, args.model, args.epochs, None)
         logmel_mb = n * fill["shape"][1] * fill["shape"][2] * 4 / 2**20
