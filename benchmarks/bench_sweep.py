@@ -1,8 +1,9 @@
-"""Time the report's grid search three ways: no feature cache, Pipeline(memory=...), per-clip cache.
+"""Time the report's grid search: no feature cache, Pipeline(memory=...), per-clip cache, and on Dask.
 
 Usage (from the repository root)::
 
     nice .venv/bin/python benchmarks/bench_sweep.py [--max-epochs 3] [--n-splits 3] [--data DIR]
+        [--ways no-cache memory cache dask]
 
 The report's grid (VAE, VAE+BN, DenseAE, CNNAE x skip x L2: 7 candidates) goes through
 ``GridSearchCV(Pipeline([("features", LogMelTransformer()), ("model", ...)]),
@@ -14,9 +15,19 @@ folder is absent. Each way starts from an empty cache folder, in one process, wi
 Training is the same in all three (same seeds; the script checks the scores agree), so the
 differences are the feature work. torch runs single-threaded (``--torch-threads``): on a
 shared 2-core machine two threads stall at OpenMP barriers (a 0.2 s fit took 30 s).
+
+``dask``: the per-clip-cache search again, from an empty cache, through joblib's Dask backend
+(``with joblib.parallel_backend("dask"): GridSearchCV(..., n_jobs=2).fit``) on a
+``distributed.LocalCluster`` of 2 worker processes with 1 thread each, started before the
+timing (its start-up is printed separately), with Dask's ``MALLOC_TRIM_THRESHOLD_`` for the
+workers unset (see ``--dask-malloc-trim``). Its clips are computed in the workers, so they
+are counted as cache entries, not at the backend, and its CPU time is the client's plus the
+workers'. The load average is printed beside every
+figure: on a shared machine it moves wall time more than anything measured here.
 """
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
@@ -74,7 +85,40 @@ def clips(data, workdir):
     return np.array(paths), np.asarray(y), f"{len(paths)} generated 10 s clips ({int(np.sum(y))} anomalous)"
 
 
-def search(paths, y, args, *, memory=None, cache=None):
+WAYS = {"no-cache": "no cache", "memory": "Pipeline(memory=...)", "cache": "per-clip cache",
+        "dask": "per-clip cache, Dask 2 workers"}
+
+
+def load_note():
+    one, five, _ = os.getloadavg()
+    return f"load {one:.1f}/{five:.1f}"
+
+
+@contextlib.contextmanager
+def dask_cluster(start, args):
+    """Yield the joblib backend context to time the search in (Dask's on a fresh 2-worker cluster)
+    and a function that returns the CPU seconds the workers have used so far."""
+    if not start:
+        yield contextlib.nullcontext(), lambda: 0.0
+        return
+    import dask
+    import joblib
+    from distributed import Client, LocalCluster
+
+    t0 = time.perf_counter()
+    # Dask starts workers with MALLOC_TRIM_THRESHOLD_=65536; glibc then stops adapting its mmap
+    # threshold and every torch tensor > 128 kB is mmap'ed and page-faulted anew: 2-3x the CPU
+    # time per fit. --dask-malloc-trim keeps Dask's default to show the difference.
+    trim = {} if args.dask_malloc_trim else {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+    with dask.config.set(trim), LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                                             dashboard_address=None) as cluster, Client(cluster) as client:
+        client.run(lambda: __import__("torch").set_num_threads(1))
+        client.run(lambda: __import__("skasd").DenseAE)  # import skasd and torch in the workers
+        print(f"Dask LocalCluster (2 processes x 1 thread) up in {time.perf_counter() - t0:.1f} s")
+        yield joblib.parallel_backend("dask"), lambda: sum(client.run(time.process_time).values())
+
+
+def search(paths, y, args, *, memory=None, cache=None, n_jobs=1):
     from sklearn.model_selection import GridSearchCV
     from sklearn.pipeline import Pipeline
 
@@ -89,7 +133,7 @@ def search(paths, y, args, *, memory=None, cache=None):
     ]
     pipe = Pipeline([("features", LogMelTransformer(cache=cache)), ("model", CNNAE(**common))], memory=memory)
     gs = GridSearchCV(pipe, grid, scoring={"auc": auc_scorer, "pauc": pauc_scorer}, refit="pauc",
-                      cv=NormalTrainCV(n_splits=args.n_splits, random_state=0), n_jobs=1)
+                      cv=NormalTrainCV(n_splits=args.n_splits, random_state=0), n_jobs=n_jobs)
     return gs.fit(paths, y)
 
 
@@ -99,6 +143,9 @@ def main(argv=None):
     parser.add_argument("--n-splits", type=int, default=3)
     parser.add_argument("--torch-threads", type=int, default=1)
     parser.add_argument("--data", default=str(DEFAULT_DATA) if DEFAULT_DATA.is_dir() else None)
+    parser.add_argument("--ways", nargs="+", choices=list(WAYS), default=list(WAYS))
+    parser.add_argument("--dask-malloc-trim", action="store_true",
+                        help="keep Dask's default MALLOC_TRIM_THRESHOLD_=65536 in the workers")
     args = parser.parse_args(argv)
 
     import torch
@@ -113,29 +160,40 @@ def main(argv=None):
         DenseAE(max_epochs=1).fit(LogMelTransformer().transform(paths[:2]))  # warm-up: imports, kernels
 
         results = {}
-        for name, kwargs in [
-            ("no cache", {}),
-            ("Pipeline(memory=...)", {"memory": os.path.join(work, "memory")}),
-            ("per-clip cache", {"cache": os.path.join(work, "cache")}),
-        ]:
-            counter.reset()
-            t0, c0 = time.perf_counter(), time.process_time()
-            gs = search(paths, y, args, **kwargs)
-            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-            results[name] = (counter.clips, counter.seconds, wall, cpu, gs)
-            print(f"{name:22s} clips computed {counter.clips:5d}  in transform {counter.seconds:5.1f} s  "
-                  f"total {wall:6.1f} s wall, {cpu:6.1f} s CPU  best "
-                  f"{gs.best_params_['model'].__class__.__name__} pAUC {gs.best_score_:.3f}")
+        for way in args.ways:
+            name = WAYS[way]
+            kwargs = {"memory": os.path.join(work, "memory")} if way == "memory" else {}
+            if way in ("cache", "dask"):
+                kwargs["cache"] = os.path.join(work, way)
+            with dask_cluster(way == "dask", args) as (backend, worker_cpu):
+                counter.reset()
+                load0 = load_note()
+                t0, c0, w0 = time.perf_counter(), time.process_time(), worker_cpu()
+                with backend:
+                    gs = search(paths, y, args, n_jobs=2 if way == "dask" else 1, **kwargs)
+                wall, cpu = time.perf_counter() - t0, time.process_time() - c0 + worker_cpu() - w0
+            n = len(list(Path(kwargs["cache"]).rglob("*.npz"))) if way == "dask" else counter.clips
+            results[name] = (n, counter.seconds, wall, cpu, gs)
+            cpu_note = f"{cpu:6.1f} s CPU" + (" (client + workers)" if way == "dask" else "")
+            print(f"{name:26s} clips computed {n:5d}  in transform {counter.seconds:5.1f} s  "
+                  f"total {wall:6.1f} s wall, {cpu_note}  best "
+                  f"{gs.best_params_['model'].__class__.__name__} pAUC {gs.best_score_:.3f}  "
+                  f"({load0} before, {load_note()} after)")
 
         # Wall time depends on what else runs on the machine; CPU time of this process less so.
-        base = results["no cache"]
-        for name in ("Pipeline(memory=...)", "per-clip cache"):
-            n, s, wall, cpu, _ = results[name]
-            print(f"{name:22s} vs no cache: clips computed {base[0] / n:5.1f}x fewer, transform time "
-                  f"{base[1] / s:5.1f}x less ({base[1] - s:.1f} s), total wall {base[2] / wall:4.2f}x, "
-                  f"CPU {base[3] / cpu:4.2f}x ({base[3] - cpu:+.1f} s)")
+        for name, base_name in [(WAYS["memory"], WAYS["no-cache"]), (WAYS["cache"], WAYS["no-cache"]),
+                                (WAYS["dask"], WAYS["cache"])]:
+            if name not in results or base_name not in results:
+                continue
+            base, (n, s, wall, cpu, _) = results[base_name], results[name]
+            cpu_note = f", CPU {base[3] / cpu:4.2f}x ({base[3] - cpu:+.1f} s)"
+            print(f"{name:26s} vs {base_name}: clips computed {base[0] / max(n, 1):5.1f}x fewer, "
+                  f"total wall {base[2] / wall:4.2f}x ({base[2] - wall:+.1f} s){cpu_note}")
         scores = [r[-1].cv_results_["mean_test_pauc"] for r in results.values()]
-        print("same cv_results in all three:", all(np.allclose(scores[0], s, rtol=0, atol=1e-6) for s in scores))
+        print(f"same cv_results in all {len(scores)}:",
+              all(np.allclose(scores[0], s, rtol=0, atol=1e-6) for s in scores))
+        if WAYS["cache"] not in results:
+            return 0
 
         # A later run on the warm cache: features of every clip, computed vs read back.
         cached, plain = LogMelTransformer(cache=os.path.join(work, "cache")), LogMelTransformer()
