@@ -444,7 +444,9 @@ class ClassifierEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         if machine_id is not None:
             labels = np.asarray(machine_id)
             if labels.ndim != 1 or len(labels) != len(X):
-                raise ValueError(f"{name}: machine_id must hold one label per clip ({len(X)}); got shape {labels.shape}.")
+                raise ValueError(
+                    f"{name}: machine_id must hold one label per clip ({len(X)}); got shape {labels.shape}."
+                )
             mask = None if y is None else normal_mask(y, len(X), name)
             return (X, labels) if mask is None else (X[mask], labels[mask])
         if y is None:

@@ -63,7 +63,8 @@ _BATCH_ROUNDING = (
 
 
 @parametrize_with_checks(
-    [_EmbeddingOn2D(embed_dim=4, channels=(4,), patch_frames=1, patch_hop=1, pseudo_shifts=(), max_epochs=2, random_state=0)],
+    [_EmbeddingOn2D(embed_dim=4, channels=(4,), patch_frames=1, patch_hop=1, pseudo_shifts=(), max_epochs=2,
+                    random_state=0)],
     expected_failed_checks=lambda est: {"check_methods_subset_invariance": _BATCH_ROUNDING},
 )
 def test_sklearn_compatible(estimator, check):
@@ -221,7 +222,8 @@ def test_machine_id_with_anomaly_labels_trains_on_normal_clips(data):
     y = np.array([0, 0, 0, 1] * 3)
     ref = tiny().fit(X[y == 0], ids[y == 0]).transform(X)
     assert_allclose(tiny().fit(X, y, machine_id=ids).transform(X), ref, rtol=1e-6)
-    assert_allclose(tiny().fit(X, ["normal", "normal", "normal", "anomaly"] * 3, machine_id=ids).transform(X), ref, rtol=1e-6)
+    strings = ["normal", "normal", "normal", "anomaly"] * 3
+    assert_allclose(tiny().fit(X, strings, machine_id=ids).transform(X), ref, rtol=1e-6)
     # a y that is not an anomaly labelling is ignored when machine_id is given
     all_clips = tiny().fit(X, ids).transform(X)
     assert_allclose(tiny().fit(X, np.arange(12) % 5, machine_id=ids).transform(X), all_clips, rtol=1e-6)
