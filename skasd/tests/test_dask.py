@@ -1,5 +1,7 @@
 """Grid search and feature extraction on a Dask cluster (2 local worker processes)."""
 
+import os
+
 import joblib
 import numpy as np
 import pytest
@@ -15,17 +17,28 @@ from skasd.model_selection import NormalTrainCV
 from skasd.models._dense_ae import DenseAE
 
 distributed = pytest.importorskip("distributed")
+dask = pytest.importorskip("dask")
 
 
 @pytest.fixture(scope="module")
 def client():
-    # Dask's nanny starts workers with OMP_NUM_THREADS=1, so torch runs single-threaded there as
-    # in this process (conftest); set it explicitly too, in case a Dask config changes that.
-    with distributed.LocalCluster(
-        n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None
-    ) as cluster, distributed.Client(cluster, set_as_default=False) as client:
-        client.run(lambda: __import__("torch").set_num_threads(1))
-        yield client
+    environ = dict(os.environ)
+    # Dask's default MALLOC_TRIM_THRESHOLD_=65536 in the workers makes glibc mmap every torch
+    # tensor > 128 kB anew (2-3x the CPU time of a fit); unset it, as docs/scaling.rst advises.
+    no_trim = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+    try:
+        with dask.config.set(no_trim), distributed.LocalCluster(
+            n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None
+        ) as cluster, distributed.Client(cluster, set_as_default=False) as client:
+            # Dask starts workers with OMP_NUM_THREADS=1, so torch runs single-threaded there as
+            # in this process (conftest); set it explicitly too, in case a Dask config changes that.
+            client.run(lambda: __import__("torch").set_num_threads(1))
+            yield client
+    finally:
+        # The local nannies wrote OMP_NUM_THREADS, PYTHONHASHSEED, ... into this process's
+        # environment; later tests' subprocesses must not inherit them.
+        os.environ.clear()
+        os.environ.update(environ)
 
 
 @pytest.fixture(scope="module")
