@@ -92,17 +92,6 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         return np.where(self.decision_function(X) < 0, -1, 1)
 
 
-def normal_only(X, y, name):
-    """The rows of ``X`` not labelled anomalous in ``y`` (1 / "anomaly").
-
-    Only binary anomaly labels (0/1, "normal"/"anomaly") select clips; any other ``y``
-    (e.g. multiclass targets) is ignored, as scikit-learn's outlier detectors ignore y.
-    ``X`` may be any sequence supporting boolean indexing.
-    """
-    mask = normal_mask(y, len(X), name)
-    return X if mask is None else X[mask]
-
-
 def normal_mask(y, n, name):
     """Boolean mask of the clips not labelled anomalous, or None where ``y`` is not binary."""
     y = np.asarray(y)
