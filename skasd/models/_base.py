@@ -661,23 +661,9 @@ class BaseAEDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseDete
         ``initialize()`` and loading the saved weights.
         """
         module, module_params = self._module(width, n_mels)
-        params = dict(
-            criterion=torch.nn.MSELoss,
-            optimizer=self.optimizer,
-            lr=self.lr,
-            l2=self.l2,
-            max_epochs=self.max_epochs,
-            batch_size=self.batch_size,
-            train_split=None,
-            iterator_train__shuffle=True,
-            iterator_train__collate_fn=_batch_as_is,
-            iterator_valid__collate_fn=_batch_as_is,
-            device=device,
-            verbose=self.verbose,
-        )
+        params = skorch_params(self, device, criterion=torch.nn.MSELoss, l2=self.l2)
         params.update({f"module__{key}": value for key, value in module_params.items()}, **kwargs)
         if self.accelerator is not None:
-            # device=None: the accelerator places the module and the batches
             # device=None: the accelerator places the module and the batches; its print
             # would show the epoch table whatever ``verbose`` says
             sink = self.accelerator.print if self.verbose else noop
@@ -775,6 +761,28 @@ def _mean_std(X, clips, chunk=64):
     n = len(clips) * X[0].size
     mean = total / n
     return float(mean), float(math.sqrt(max(squares / n - mean**2, 0.0))) or 1.0
+
+
+def skorch_params(estimator, device, **kwargs):
+    """The skorch arguments every skasd net takes from its estimator's parameters.
+
+    Batches come ready-made from the datasets' ``__getitems__`` (``_batch_as_is``); no
+    skorch-side validation split (``train_split=None``, callers pass their own).
+    ``kwargs`` add or override arguments (``criterion``, ...).
+    """
+    return dict(
+        optimizer=estimator.optimizer,
+        lr=estimator.lr,
+        max_epochs=estimator.max_epochs,
+        batch_size=estimator.batch_size,
+        train_split=None,
+        iterator_train__shuffle=True,
+        iterator_train__collate_fn=_batch_as_is,
+        iterator_valid__collate_fn=_batch_as_is,
+        device=device,
+        verbose=estimator.verbose,
+        **kwargs,
+    )
 
 
 def resolve_device(device):

@@ -20,7 +20,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from skorch import NeuralNet
 from skorch.callbacks import ProgressBar
 
-from ._base import _batch_as_is, _mean_std, _RaiseOnNonFiniteLoss, resolve_device, torch_seed
+from ._base import _mean_std, _RaiseOnNonFiniteLoss, resolve_device, skorch_params, torch_seed
 from ._outlier import normal_mask
 
 __all__ = ["ClassifierEmbedding"]
@@ -526,23 +526,15 @@ class ClassifierEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         ``kwargs`` override or add skorch arguments. A model file is rebuilt by calling
         this on the fitted estimator, then ``initialize()`` and loading the saved weights.
         """
-        params = dict(
+        params = skorch_params(
+            self,
+            device,
             module__n_mels=self.n_features_in_ - 2 * self._margin(),
             module__n_classes=len(self.classes_) * (1 + len(self.pseudo_shifts)),
             module__channels=tuple(self.channels),
             module__embed_dim=self.embed_dim,
             module__loss=self.loss,
             criterion=torch.nn.CrossEntropyLoss,
-            optimizer=self.optimizer,
-            lr=self.lr,
-            max_epochs=self.max_epochs,
-            batch_size=self.batch_size,
-            train_split=None,
-            iterator_train__shuffle=True,
-            iterator_train__collate_fn=_batch_as_is,
-            iterator_valid__collate_fn=_batch_as_is,
-            device=device,
-            verbose=self.verbose,
         )
         params.update(kwargs)
         return _ClassifierNet(_ClassifierModule, **params)
