@@ -124,15 +124,7 @@ def cached_features(directory, params, X, *, load, compute, n_rows, n_frames=Non
         same :class:`~skasd.AudioError` as without a cache.
     """
     cache = FeatureCache(directory, params)
-    kind, clips = _check_clips(X, finite=False)
-    if kind == "paths":
-        W = None  # decode only the misses
-        keys = [cache.path_key(p) for p in clips]
-        names = [os.fspath(p) for p in clips]
-    else:
-        W = load(clips)  # in memory already: validates and warns as without a cache
-        keys = [cache.waveform_key(w) for w in W]
-        names = [f"clip {i}" for i in range(len(W))]
+    clips, W, keys, names = _keyed_clips(cache, X, load)
 
     out = None
     first = {}  # key -> first position holding it (filled or to be computed)
@@ -141,13 +133,9 @@ def cached_features(directory, params, X, *, load, compute, n_rows, n_frames=Non
     for i, key in enumerate(keys):
         if key is not None and key in first:
             continue
-        a = None
         if key is not None:
             first[key] = i
-            try:
-                a = cache.get(key, (n_rows, n_frames))
-            except ValueError as e:
-                damaged.append(f"{cache.entry(key)} ({names[i]}: {e})")
+        a = _read_entry(cache, key, (n_rows, n_frames), names[i], damaged)
         if a is None:
             missing.append(i)
             continue
@@ -186,6 +174,28 @@ def cached_features(directory, params, X, *, load, compute, n_rows, n_frames=Non
     return out
 
 
+def _keyed_clips(cache, X, load):
+    """``(clips, W, keys, names)``: the checked clips, their waveforms when given in memory
+    (else None: files are decoded only on a miss), one cache key and one display name each."""
+    kind, clips = _check_clips(X, finite=False)
+    if kind == "paths":
+        return clips, None, [cache.path_key(p) for p in clips], [os.fspath(p) for p in clips]
+    W = load(clips)  # in memory already: validates and warns as without a cache
+    return clips, W, [cache.waveform_key(w) for w in W], [f"clip {i}" for i in range(len(W))]
+
+
+def _read_entry(cache, key, shape, name, damaged):
+    """The cached features under ``key`` (None if absent, unkeyed or damaged; a damaged
+    entry is noted in ``damaged`` to be warned about once)."""
+    if key is None:
+        return None
+    try:
+        return cache.get(key, shape)
+    except ValueError as e:
+        damaged.append(f"{cache.entry(key)} ({name}: {e})")
+        return None
+
+
 def _uncached(load, compute, clips, W):
     """Clips of unequal length (no ``duration``): the uncached path raises its AudioError."""
     return compute(load(clips) if W is None else W)
@@ -209,15 +219,8 @@ def fill_cache(directory, params, X, *, load, compute, n_rows, n_frames=None, ch
         Frames per clip, the same for all (else the :class:`~skasd.AudioError` of unequal lengths).
     """
     cache = FeatureCache(directory, params)
-    kind, clips = _check_clips(X, finite=False)
-    if kind == "paths":
-        sources = clips
-        keys = [cache.path_key(p) for p in clips]
-        names = [os.fspath(p) for p in clips]
-    else:
-        sources = load(clips)  # in memory already: validates and warns as without a cache
-        keys = [cache.waveform_key(w) for w in sources]
-        names = [f"clip {i}" for i in range(len(keys))]
+    clips, W, keys, names = _keyed_clips(cache, X, load)
+    sources = clips if W is None else W
     seen, damaged, failed = set(), [], []
     for start in range(0, len(keys), chunk):
         todo = []
@@ -225,20 +228,16 @@ def fill_cache(directory, params, X, *, load, compute, n_rows, n_frames=None, ch
             key = keys[i]
             if key in seen:
                 continue
-            a = None
             if key is not None:
                 seen.add(key)
-                try:
-                    a = cache.get(key, (n_rows, n_frames))
-                except ValueError as e:
-                    damaged.append(f"{cache.entry(key)} ({names[i]}: {e})")
+            a = _read_entry(cache, key, (n_rows, n_frames), names[i], damaged)
             if a is None:
                 todo.append(i)
             elif n_frames is None:
                 n_frames = a.shape[1]
         if not todo:
             continue
-        F = compute(load([clips[i] for i in todo]) if kind == "paths" else sources[todo])
+        F = compute(load([clips[i] for i in todo]) if W is None else W[todo])
         if n_frames is not None and F.shape[2] != n_frames:
             raise AudioError(
                 f"clips differ in length: {names[todo[0]]} and the clips after it give {F.shape[2]} "
