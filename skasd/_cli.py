@@ -245,8 +245,9 @@ def score_stream(pipe, paths, on_error="stop", chunk_size=CHUNK_SIZE, progress=F
                 chunk = [p for p in chunk if p not in bad]
                 X = features.transform(chunk) if chunk else None
             if chunk:
-                scores.append(detector.anomaly_score(X))
-                decisions.append(detector.predict(X))
+                score, decision = _score_and_decide(detector, X)
+                scores.append(score)
+                decisions.append(decision)
             bar.update(n_files)
     if not scores:
         return np.empty(0), np.empty(0, dtype=int), failed
@@ -282,8 +283,13 @@ def _score_cli(args, pipe, clips):
 def score_clips(pipe, clips):
     """Features, anomaly scores and decisions (1 normal / -1 anomaly) for the clips' paths, in memory."""
     features = pipe[:-1].transform(list(clips["path"]))
-    detector = pipe[-1]
-    return features, detector.anomaly_score(features), detector.predict(features)
+    return (features, *_score_and_decide(pipe[-1], features))
+
+
+def _score_and_decide(detector, X):
+    """Anomaly scores and ``predict`` labels of the features ``X`` from one scoring pass."""
+    scores = detector.score_samples(X)
+    return -scores, detector._labels(scores)
 
 
 class _FeaturesOnDemand:

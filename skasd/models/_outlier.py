@@ -89,7 +89,12 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         labels : ndarray of shape (n_clips,)
             1 where ``decision_function(X) >= 0``, else -1.
         """
-        return np.where(self.decision_function(X) < 0, -1, 1)
+        return self._labels(self.score_samples(X))
+
+    def _labels(self, scores):
+        """``predict``'s labels from ``score_samples`` values, for callers that need both
+        without scoring twice."""
+        return np.where(scores - self.offset_ < 0, -1, 1)
 
 
 def normal_mask(y, n, name):
