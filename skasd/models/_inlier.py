@@ -30,6 +30,17 @@ _INPUT_DOC = """\
     to the per-band mean and standard deviation over frames, ``(n_clips, 2 * n_mels)``
     (means first), so ``make_pipeline(LogMelTransformer(), {name}())`` runs as is."""
 
+_GROUPS_DOC = """\
+    model_groups_ : list of tuple
+        ``(section, domain)`` of each of ``models_``, None where fitted without that label.
+    domains_ : ndarray of object or None
+        The domain labels seen in ``fit``; None when fitted without domains.
+    sections_ : ndarray of object or None
+        The section labels seen in ``fit``; None when fitted without sections.
+    section_offsets_ : dict or None
+        Section label -> threshold from that section's training scores alone (same
+        ``contamination`` rule as ``offset_``); None when fitted without sections."""
+
 _DOMAIN_DOC = """\
     **Domains** (DCASE 2022+). ``fit(X, domain=d)`` with one label per clip (e.g.
     ``"source"``/``"target"``, the ``domain`` column of :func:`~skasd.datasets.load_dcase`)
@@ -40,11 +51,26 @@ _DOMAIN_DOC = """\
     ``sklearn.set_config(enable_metadata_routing=True)``, request it with
     ``detector.set_fit_request(domain=True)`` and pass ``pipe.fit(X, domain=d)``.
 
-    **Sections.** The DCASE protocol fits one model per section (machine ID). Fit one
-    detector (or pipeline) per section in a loop over the training table's
-    ``section_or_id`` groups and score each section's test clips with its own model
-    (see the user guide); a single meta-estimator cannot do this inside a Pipeline because
-    ``Pipeline.score_samples`` routes no per-clip metadata to tell the sections apart."""
+    **Sections** (machine IDs). ``fit(X, section=s)`` fits one model per section (and
+    domain) on a shared embedding, as the DCASE protocol does, and sets one threshold per
+    section (``section_offsets_``); ``offset_`` stays the threshold of all training clips,
+    each scored by its own section's models. ``score_samples``, ``anomaly_score``,
+    ``decision_function`` and ``predict`` then take ``section=`` too: each clip is scored by
+    its own section's models and, in ``decision_function``/``predict``, compared with its
+    section's threshold; a label not seen in ``fit`` raises a ``ValueError``. Without
+    ``section`` a clip is scored by all sections' models (its nearest section; for
+    ``KNNDetector(1)`` the same as one k-NN on all clips) against ``offset_``. In a
+    Pipeline, request ``section`` with ``set_fit_request``, ``set_decision_function_request``
+    and ``set_predict_request``; ``Pipeline.score_samples`` routes no metadata (sklearn
+    1.9), so it gives the nearest-section scores."""
+
+
+def _groups(labels, n):
+    """``(label, row mask)`` per distinct label; ``[(None, all rows)]`` without labels."""
+    if labels is None:
+        return [(None, np.ones(n, dtype=bool))]
+    names, codes = np.unique(labels, return_inverse=True)
+    return [(name, codes == i) for i, name in enumerate(names.tolist())]
 
 
 def _reduce_3d(X):
@@ -91,8 +117,8 @@ class _InlierDetector(BaseDetector):
             self._input_ndim = X.ndim
         return _reduce_3d(X) if X.ndim == 3 else X
 
-    def fit(self, X, y=None, domain=None):
-        """Fit the model(s) on the normal clips and set the decision threshold.
+    def fit(self, X, y=None, domain=None, section=None):
+        """Fit the model(s) on the normal clips and set the decision threshold(s).
 
         Parameters
         ----------
@@ -104,6 +130,9 @@ class _InlierDetector(BaseDetector):
         domain : array-like of shape (n_clips,), default=None
             Domain of each training clip (e.g. ``"source"``/``"target"``): one model per
             domain, and scores are the minimum over domains. None: one model.
+        section : array-like of shape (n_clips,), default=None
+            Section (machine ID) of each training clip: one model per section (and domain),
+            and one threshold per section in ``section_offsets_``. None: one section.
 
         Returns
         -------
@@ -112,33 +141,52 @@ class _InlierDetector(BaseDetector):
         """
         self._validate_params()
         X = self._validate_input(X, reset=True)
-        name = type(self).__name__
-        blind = domain is None
-        domain = np.zeros(len(X), dtype=int) if blind else np.asarray(domain)
-        if domain.ndim != 1 or len(domain) != len(X):
-            raise ValueError(f"{name}: domain must hold one label per clip ({len(X)}); got shape {domain.shape}.")
-        if pd.isna(domain).any():
-            raise ValueError(f"{name}: domain contains missing values (None/NaN); give every clip a domain.")
+        domain, section = self._check_labels("domain", domain, len(X)), self._check_labels("section", section, len(X))
         if y is not None:
-            mask = normal_mask(y, len(X), name)
+            mask = normal_mask(y, len(X), type(self).__name__)
             if mask is not None:
-                X, domain = X[mask], domain[mask]
-        names, domains = np.unique(domain, return_inverse=True)
-        models, train = [], np.full((len(names), len(X)), np.inf)
-        for d, label in enumerate(names):
-            rows = domains == d
-            self._check_domain_size(rows.sum(), "" if blind else f" in domain {str(label)!r}")
-            model = self._fit_domain(X[rows])
-            models.append(model)
-            train[d, rows] = self._train_anomaly(model, X[rows])
-            if (~rows).any():
-                train[d, ~rows] = self._anomaly(model, X[~rows])
-        self.models_ = models
-        self.domains_ = None if blind else names.astype(object)
+                X = X[mask]
+                domain, section = (None if a is None else a[mask] for a in (domain, section))
+        models, groups, train, offsets = [], [], np.empty(len(X)), {}
+        for s, srows in _groups(section, len(X)):
+            Xs, train[srows] = X[srows], np.inf
+            for d, drows in _groups(None if domain is None else domain[srows], len(Xs)):
+                where = ", ".join(f"{k} {str(v)!r}" for k, v in (("section", s), ("domain", d)) if v is not None)
+                self._check_domain_size(drows.sum(), f" in {where}" if where else "")
+                model = self._fit_domain(Xs[drows])
+                scores = np.empty(len(Xs))
+                scores[drows] = self._train_anomaly(model, Xs[drows])
+                if (~drows).any():
+                    scores[~drows] = self._anomaly(model, Xs[~drows])
+                train[srows] = np.minimum(train[srows], scores)
+                models.append(model)
+                groups.append((s, d))
+            if section is not None:  # BaseDetector._set_offset holds the contamination rule
+                self._set_offset(-train[srows])
+                offsets[s] = self.offset_
+        self.models_, self.model_groups_ = models, groups
+        self.domains_ = None if domain is None else np.unique(domain).astype(object)
+        self.sections_ = None if section is None else np.unique(section).astype(object)
+        self.section_offsets_ = offsets if section is not None else None
         if hasattr(models[0], "n_iter_"):
             self.n_iter_ = max(model.n_iter_ for model in models)
-        self._set_offset(-train.min(axis=0))
+        self._set_offset(-train)
         return self
+
+    def _check_labels(self, name, labels, n):
+        """Per-clip ``domain``/``section`` labels as a 1-D array (None stays None)."""
+        if labels is None:
+            return None
+        labels = np.asarray(labels)
+        if labels.ndim != 1 or len(labels) != n:
+            raise ValueError(
+                f"{type(self).__name__}: {name} must hold one label per clip ({n}); got shape {labels.shape}."
+            )
+        if pd.isna(labels).any():
+            raise ValueError(
+                f"{type(self).__name__}: {name} contains missing values (None/NaN); give every clip a {name}."
+            )
+        return labels
 
     def _check_domain_size(self, n, where):
         if n < 2:
@@ -146,22 +194,119 @@ class _InlierDetector(BaseDetector):
                 f"{type(self).__name__} needs at least 2 normal training clips{where}; got {n}."
             )
 
-    def score_samples(self, X):
+    def _score(self, X, section):
+        """``score_samples`` and the offsets to compare it with: ``offset_``, or with
+        ``section`` each clip's section offset."""
+        check_is_fitted(self)
+        X = self._validate_input(X, reset=False)
+        if section is None:  # all models: the nearest section
+            return -np.min([self._anomaly(model, X) for model in self.models_], axis=0), self.offset_
+        name = type(self).__name__
+        if self.sections_ is None:
+            raise ValueError(f"{name} was fitted without sections; fit it with section=... to score by section.")
+        section = self._check_labels("section", section, len(X))
+        codes = pd.Index(self.sections_).get_indexer(section)
+        if (codes < 0).any():
+            raise ValueError(
+                f"{name}: sections not seen in fit: {pd.unique(section[codes < 0]).tolist()}; "
+                f"fitted sections: {self.sections_.tolist()}."
+            )
+        scores = np.empty(len(X))
+        for code in np.unique(codes):
+            rows, label = codes == code, self.sections_[code]
+            own = [model for model, (s, _) in zip(self.models_, self.model_groups_) if s == label]
+            scores[rows] = -np.min([self._anomaly(model, X[rows]) for model in own], axis=0)
+        offsets = np.array([self.section_offsets_[s] for s in self.sections_.tolist()])
+        return scores, offsets[codes]
+
+    def score_samples(self, X, section=None):
         """Minus the anomaly score of each clip (higher = more normal).
 
         Parameters
         ----------
         X : array-like of shape (n_clips, n_features) or (n_clips, n_mels, n_frames)
             Clips to score, in the layout the detector was fitted on.
+        section : array-like of shape (n_clips,), default=None
+            Section of each clip, for a detector fitted with ``section``: each clip is
+            scored by its own section's models. None: by all sections' models (the
+            nearest section). ``Pipeline.score_samples`` routes no metadata, so inside a
+            pipeline use ``decision_function``/``predict`` or call the last step directly.
 
         Returns
         -------
         scores : ndarray of shape (n_clips,)
-            Minus the minimum over the fitted domains of the clip's anomaly score.
+            Minus the minimum over the models (domains; sections without ``section``)
+            of the clip's anomaly score.
         """
-        check_is_fitted(self)
-        X = self._validate_input(X, reset=False)
-        return -np.min([self._anomaly(model, X) for model in self.models_], axis=0)
+        return self._score(X, section)[0]
+
+    def anomaly_score(self, X, section=None):
+        """Anomaly score of each clip (DCASE sign: higher = more anomalous).
+
+        Parameters
+        ----------
+        X : array-like
+            Clips to score, in the layout the detector was fitted on.
+        section : array-like of shape (n_clips,), default=None
+            Section of each clip, as in ``score_samples``.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_clips,)
+            ``-score_samples(X, section)``.
+        """
+        return -self.score_samples(X, section)
+
+    def decision_function(self, X, section=None):
+        """Shifted score: negative for outliers, positive for inliers.
+
+        Parameters
+        ----------
+        X : array-like
+            Clips to score.
+        section : array-like of shape (n_clips,), default=None
+            Section of each clip: scored by its section's models and shifted by its
+            section's threshold ``section_offsets_[s]``. None: ``offset_``.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_clips,)
+            ``score_samples(X, section)`` minus the offset.
+        """
+        scores, offset = self._score(X, section)
+        return scores - offset
+
+    def predict(self, X, section=None):
+        """Label each clip normal (1) or anomalous (-1) by the fitted threshold(s).
+
+        Parameters
+        ----------
+        X : array-like
+            Clips to label.
+        section : array-like of shape (n_clips,), default=None
+            Section of each clip, as in ``decision_function``.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_clips,)
+            1 where ``decision_function(X, section) >= 0``, else -1.
+        """
+        return np.where(self.decision_function(X, section) < 0, -1, 1)
+
+    def fit_predict(self, X, y=None, domain=None, section=None):
+        """Fit, then label the training clips by their own section's threshold.
+
+        Parameters
+        ----------
+        X, y, domain, section
+            As in ``fit``; ``section`` is passed to ``predict`` too.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_clips,)
+            1 for inliers, -1 for outliers.
+        """
+        return self.fit(X, y, domain=domain, section=section).predict(X, section)
 
     def __sklearn_is_fitted__(self):
         # n_features_in_ is set while validating, before fitting can still fail
@@ -199,9 +344,8 @@ class KNNDetector(_InlierDetector):
     Attributes
     ----------
     models_ : list of NearestNeighbors
-        One fitted index per domain (one without domains).
-    domains_ : ndarray of str or None
-        The domain labels of ``models_``; None when fitted without domains.
+        One fitted index per (section, domain) group.
+GROUPS
     offset_ : float
         Threshold of ``decision_function``, from the leave-one-out training scores.
     n_features_in_ : int
@@ -239,6 +383,19 @@ DOMAIN
     >>> knn = KNNDetector(n_neighbors=3, metric="euclidean").fit(train)
     >>> knn.predict([np.zeros(8), np.full(8, 5.0)])
     array([ 1, -1])
+
+    One model and threshold per section (machine ID) of a shared embedding: a clip 2 units
+    off in every direction is normal for the loud section and abnormal for the quiet one,
+    which the single threshold of all clips misses.
+
+    >>> loud = np.repeat([1, 10], 50)[:, None]
+    >>> section = np.repeat(["quiet", "loud"], 50)
+    >>> knn = KNNDetector(n_neighbors=3, metric="euclidean").fit(train * loud, section=section)
+    >>> x = np.full(8, 2.0)
+    >>> knn.predict([x, x], section=["quiet", "loud"])
+    array([-1,  1])
+    >>> knn.predict([x])  # no section: nearest section, global threshold offset_
+    array([1])
     """
 
     _parameter_constraints = {
@@ -311,9 +468,8 @@ class MahalanobisDetector(_InlierDetector):
     Attributes
     ----------
     models_ : list of sklearn covariance estimators
-        One fitted estimator (``location_``, ``precision_``) per domain.
-    domains_ : ndarray of str or None
-        The domain labels of ``models_``; None when fitted without domains.
+        One fitted estimator (``location_``, ``precision_``) per (section, domain) group.
+GROUPS
     offset_ : float
         Threshold of ``decision_function``, from the training clips' in-sample scores.
     n_features_in_ : int
@@ -386,11 +542,10 @@ class GMMDetector(_InlierDetector):
     Attributes
     ----------
     models_ : list of GaussianMixture
-        One fitted mixture per domain.
-    domains_ : ndarray of str or None
-        The domain labels of ``models_``; None when fitted without domains.
+        One fitted mixture per (section, domain) group.
+GROUPS
     n_iter_ : int
-        Most EM iterations any domain's mixture ran.
+        Most EM iterations any group's mixture ran.
     offset_ : float
         Threshold of ``decision_function``, from the training clips' in-sample scores.
     n_features_in_ : int
@@ -473,5 +628,6 @@ for _cls in (KNNDetector, MahalanobisDetector, GMMDetector):
         _cls.__doc__.replace("    CONTAMINATION", "\n".join("    " + line for line in CONTAMINATION_DOC.splitlines()))
         .replace("INPUT", _INPUT_DOC.format(name=_cls.__name__))
         .replace("DOMAIN", _DOMAIN_DOC)
+        .replace("GROUPS", _GROUPS_DOC)
     )
 del _cls
