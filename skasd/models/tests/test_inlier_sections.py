@@ -189,3 +189,31 @@ def test_integer_sections_and_persistence(data, tmp_path):
     back = load(save(est, tmp_path / "knn.skasd"))
     assert_array_equal(back.decision_function(test, section=to_int(test_section).tolist()),
                        est.decision_function(test, section=to_int(test_section)))
+
+
+def test_docs_pipeline_shared_embedding_per_section_knn():
+    """docs/inlier.rst "Sections": one ClassifierEmbedding for all sections, routed
+    machine_id/domain/section, scores from the last step on the embedding."""
+    from skasd.models._embedding import ClassifierEmbedding
+
+    rng = np.random.default_rng(0)
+    spectra = rng.normal(size=(3, 16, 1)) * 4 - 40
+    X = np.concatenate([s + rng.normal(size=(12, 16, 40)) for s in spectra]).astype(np.float32)
+    ids, domain = np.repeat(SECTIONS, 12), np.tile(np.repeat(["source", "target"], [8, 4]), 3)
+    train = np.tile(np.arange(12) % 6 != 5, 3)  # every 6th clip is a test clip
+    emb = ClassifierEmbedding(embed_dim=8, channels=(8,), patch_frames=16, patch_hop=8, max_epochs=2, random_state=0)
+    with sklearn.config_context(enable_metadata_routing=True):
+        knn = (KNNDetector(2).set_fit_request(domain=True, section=True)
+               .set_decision_function_request(section=True).set_predict_request(section=True))
+        pipe = make_pipeline(emb.set_fit_request(machine_id=True), knn)
+        pipe.fit(X[train], machine_id=ids[train], domain=domain[train], section=ids[train])
+        labels = pipe.predict(X[~train], section=ids[~train])
+        scores = pipe[-1].anomaly_score(pipe[:-1].transform(X[~train]), section=ids[~train])
+    assert pipe[-1].model_groups_ == [(s, d) for s in SECTIONS for d in ("source", "target")]
+    Z = pipe[0].transform(X)
+    for s in SECTIONS:
+        fit, test = train & (ids == s), ~train & (ids == s)
+        ref = KNNDetector(2).fit(Z[fit], domain=domain[fit])
+        own = ids[~train] == s
+        assert_allclose(scores[own], ref.anomaly_score(Z[test]), rtol=1e-6)
+        assert_array_equal(labels[own], ref.predict(Z[test]))
