@@ -5,7 +5,9 @@ embeddings of the normal training clips. These detectors do that on any 2-D embe
 (``ClassifierEmbedding``, an autoencoder's ``transform``, ``ClipStatsTransformer``) with the
 outlier API of :class:`~skasd.models._outlier.BaseDetector`, and the DCASE 2022+ domain rule:
 fitted with per-clip ``domain`` labels ("source"/"target"), a clip's anomaly score is the
-minimum over the domains of its score against that domain's training clips only.
+minimum over the domains of its score against that domain's training clips only. Fitted with
+per-clip ``section`` labels (machine IDs), they hold one model per (section, domain) and one
+threshold per section, and score each clip by its own section's models.
 """
 
 from abc import abstractmethod
@@ -149,7 +151,7 @@ class _InlierDetector(BaseDetector):
                 domain, section = (None if a is None else a[mask] for a in (domain, section))
         models, groups, train, offsets = [], [], np.empty(len(X)), {}
         for s, srows in _groups(section, len(X)):
-            Xs, train[srows] = X[srows], np.inf
+            Xs, best = X[srows], np.inf  # each clip's minimum over its section's domain models
             for d, drows in _groups(None if domain is None else domain[srows], len(Xs)):
                 where = ", ".join(f"{k} {str(v)!r}" for k, v in (("section", s), ("domain", d)) if v is not None)
                 self._check_domain_size(drows.sum(), f" in {where}" if where else "")
@@ -158,9 +160,10 @@ class _InlierDetector(BaseDetector):
                 scores[drows] = self._train_anomaly(model, Xs[drows])
                 if (~drows).any():
                     scores[~drows] = self._anomaly(model, Xs[~drows])
-                train[srows] = np.minimum(train[srows], scores)
+                best = np.minimum(best, scores)
                 models.append(model)
                 groups.append((s, d))
+            train[srows] = best
             if section is not None:  # BaseDetector._set_offset holds the contamination rule
                 self._set_offset(-train[srows])
                 offsets[s] = self.offset_
@@ -363,7 +366,7 @@ GROUPS
     own entry is excluded from its neighbours (its distance to itself is 0), so the
     threshold reflects unseen normal clips. Scoring the training clips with
     ``score_samples`` does not exclude them (a clip is its own nearest neighbour).
-    Each domain needs at least ``n_neighbors + 1`` normal training clips.
+    Each (section, domain) group needs at least ``n_neighbors + 1`` normal training clips.
 
     With ``n_neighbors=1`` the domain rule changes nothing: the smallest of the nearest
     source and the nearest target distance is the nearest distance overall. Domains matter
@@ -526,7 +529,7 @@ class GMMDetector(_InlierDetector):
     Parameters
     ----------
     n_components : int, default=1
-        Mixture components per domain (at most the number of training clips of a domain).
+        Mixture components per model (at most the training clips of a (section, domain) group).
     covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
         Covariance form, as in :class:`~sklearn.mixture.GaussianMixture`.
     reg_covar : float, default=1e-6
