@@ -17,7 +17,7 @@ autodoc_default_options = {
     "members": True,
     "inherited-members": False,
     "exclude-members": "set_split_request,set_fit_request,set_score_request,set_transform_request,"
-    "set_predict_request,set_output",
+    "set_predict_request,set_decision_function_request,set_output",
 }
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
