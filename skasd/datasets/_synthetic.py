@@ -27,6 +27,13 @@ KNOCK_RATE = (0.3, 2.0)  # knocks per second
 DROPOUT_DB = (-25.0, -4.0)  # tone level during a dropout
 DROPOUT_S = (0.04, 0.4)  # length of one dropout in seconds
 DROPOUT_COUNT = (1, 4)  # dropouts per clip
+# Unit-to-unit deviations of the IDs of one machine_type (standard deviations), a few times
+# the normal clip-to-clip variation above: the IDs sound alike, as units of one product do.
+UNIT_F0 = 0.03  # relative, of the fundamental
+UNIT_HARMONIC_DB = 2.5  # of each harmonic's level
+UNIT_RESONANCE = 0.05  # relative, of the formant, noise-resonance and click frequencies
+UNIT_RATE = 0.1  # relative, of the click rate
+UNIT_LEVEL_DB = 1.5  # of the noise and click levels
 
 DESCR = f"""\
 Synthetic machine sounds
@@ -34,6 +41,10 @@ Synthetic machine sounds
 Each machine ID (its parameters depend only on the ID's name) is a harmonic motor tone
 (own fundamental, harmonic weights and resonance), periodic mechanical clicks at its own
 rate and resonance, and coloured broadband noise with its own slope and resonances.
+With a machine_type, the IDs are units of one design drawn from the type's name, each
+deviating from it slightly (standard deviations): fundamental {UNIT_F0:.0%}, harmonic
+levels {UNIT_HARMONIC_DB} dB, resonance frequencies {UNIT_RESONANCE:.0%}, click rate
+{UNIT_RATE:.0%}, noise and click levels {UNIT_LEVEL_DB} dB.
 Normal clips vary slightly (standard deviations): fundamental {F0_JITTER:.1%}, harmonic
 levels {HARMONIC_JITTER_DB} dB, noise and click levels {LEVEL_JITTER_DB} dB; phases and click
 timing are random. Anomalies, each with a severity drawn uniformly from a range:
@@ -72,27 +83,42 @@ def _place(signal, kernel, times, amplitudes, sr):
     return signal
 
 
-def _machine(machine_id, n_samples, sr):
-    """The sound of one machine ID: parameters drawn from a seed that depends only on its name."""
-    rs = np.random.RandomState(zlib.crc32(machine_id.encode()))
+def _machine(machine_id, n_samples, sr, machine_type=None):
+    """The sound of one machine ID: parameters drawn from a seed that depends only on its name.
+
+    With ``machine_type``, the design (fundamental, harmonic weights, resonances, click and
+    noise character) is drawn from the type's name, and the ID, a unit of that type, only
+    deviates from it by the ``UNIT_*`` amounts, drawn from the type's and the ID's names.
+    """
+    rs = np.random.RandomState(zlib.crc32((machine_type or machine_id).encode()))
+    unit_rs = None if machine_type is None else np.random.RandomState(zlib.crc32(f"{machine_type}/{machine_id}".encode()))
+
+    def unit(scale, size=None):  # the unit's deviation from its type's design
+        return np.zeros(size or ()) if unit_rs is None else unit_rs.normal(0.0, scale, size)
+
     f0 = np.exp(rs.uniform(np.log(50.0), np.log(320.0)))
     n_harmonics = int(min(48, 0.4 * sr / (f0 * 1.06)))  # headroom for jitter and drift below Nyquist
+    f0 *= np.exp(unit(UNIT_F0))
     harmonics = np.arange(1, n_harmonics + 1)
     gain, centre, width = rs.uniform(6, 18), rs.uniform(np.log(300), np.log(0.3 * sr)), rs.uniform(0.3, 0.8)
+    centre += unit(UNIT_RESONANCE)
     formant = gain * np.exp(-0.5 * ((np.log(f0 * harmonics) - centre) / width) ** 2)
     harmonic_db = -rs.uniform(4, 9) * np.log2(harmonics) + formant + rs.normal(0, 4, n_harmonics)
+    harmonic_db += unit(UNIT_HARMONIC_DB, n_harmonics)
 
     freqs = np.maximum(rfftfreq(n_samples, 1.0 / sr), 20.0)
     noise_db = -10 * rs.uniform(0.5, 1.8) * np.log10(freqs / 1000.0)
     for _ in range(2):
-        centre, width = rs.uniform(np.log(150), np.log(0.4 * sr)), rs.uniform(0.1, 0.4)
+        centre, width = rs.uniform(np.log(150), np.log(0.4 * sr)) + unit(UNIT_RESONANCE), rs.uniform(0.1, 0.4)
         noise_db += rs.uniform(4, 12) * np.exp(-0.5 * ((np.log(freqs) - centre) / width) ** 2)
     noise_shape = _db(noise_db)
-    click = _decay(np.exp(rs.uniform(np.log(600), np.log(0.35 * sr))), rs.uniform(0.003, 0.01), sr)
+    click_freq = np.exp(rs.uniform(np.log(600), np.log(0.35 * sr)) + unit(UNIT_RESONANCE))
+    click = _decay(min(click_freq, 0.45 * sr), rs.uniform(0.003, 0.01), sr)
     return dict(
         f0=f0, harmonic_db=harmonic_db, t=np.arange(n_samples) / sr,
-        noise_shape=noise_shape / np.sqrt(np.mean(noise_shape**2)), noise_db=rs.uniform(-8, -2),
-        click=click, click_rate=rs.uniform(2.0, 10.0), click_db=rs.uniform(-9, -3),
+        noise_shape=noise_shape / np.sqrt(np.mean(noise_shape**2)), noise_db=rs.uniform(-8, -2) + unit(UNIT_LEVEL_DB),
+        click=click, click_rate=rs.uniform(2.0, 10.0) * np.exp(unit(UNIT_RATE)),
+        click_db=rs.uniform(-9, -3) + unit(UNIT_LEVEL_DB),
     )
 
 
@@ -189,6 +215,7 @@ def make_machine_sounds(
     duration=10.0,
     sr=16000,
     anomaly_types=None,
+    machine_type=None,
     random_state=None,
     return_X_y=False,
 ):
@@ -200,7 +227,7 @@ def make_machine_sounds(
     anomalies are ``"harmonic"`` (half-order partials or a boosted group of harmonics),
     ``"drift"`` (the fundamental drifts), ``"knock"`` (irregular impacts) and ``"dropout"``
     (the tone drops out for short stretches), each with a random severity. Every clip's RMS level
-    is drawn from the same distribution (uniform in -30..-24 dBFS), so a loudness meter scores
+    is drawn from the same distribution (uniform in -34..-28 dBFS), so a loudness meter scores
     at chance while a model of the spectrum can find the anomalies.
 
     Parameters
@@ -217,6 +244,14 @@ def make_machine_sounds(
         Sample rate in Hz (at least 8000).
     anomaly_types : str or sequence of str, default=None
         Subset of ``("harmonic", "drift", "knock", "dropout")``; None means all of them.
+    machine_type : str, default=None
+        None: every machine ID is its own design (fundamental anywhere in 50-320 Hz, its own
+        harmonics, resonances and clicks), so IDs are easy to tell apart. A name: the IDs are
+        units of one product, as in DCASE, whose design is drawn from this name; each ID
+        deviates from it by a few times the normal clip-to-clip variation (fundamental 3 %,
+        harmonic levels 2.5 dB, resonance frequencies 5 %, click rate 10 %, noise and click
+        levels 1.5 dB; standard deviations). Telling such IDs apart takes the fine detail of
+        the spectrum that the anomalies change.
     random_state : int, RandomState instance or None, default=None
         Seed for the clip-to-clip variation and the anomalies.
     return_X_y : bool, default=False
@@ -253,6 +288,8 @@ def make_machine_sounds(
         raise ValueError(f"sr must be an integer of at least {MIN_SR} Hz, got {sr!r}")
     if not isinstance(duration, numbers.Real) or not np.isfinite(duration) or duration < MIN_DURATION:
         raise ValueError(f"duration must be a number of seconds of at least {MIN_DURATION}, got {duration!r}")
+    if machine_type is not None and not (isinstance(machine_type, str) and machine_type):
+        raise ValueError(f"machine_type must be None or a non-empty string, got {machine_type!r}")
     if not isinstance(return_X_y, (bool, np.bool_)):
         raise ValueError(f"return_X_y must be True or False, got {return_X_y!r}")
     rs = check_random_state(random_state)
@@ -262,7 +299,7 @@ def make_machine_sounds(
     anomaly_type = np.array(kinds * len(machine_ids))
     machine_id = np.repeat(np.array(machine_ids), len(kinds))
     seeds = rs.randint(np.iinfo(np.int32).max, size=machine_id.size)
-    machines = {name: _machine(name, n_samples, sr) for name in machine_ids}
+    machines = {name: _machine(name, n_samples, sr, machine_type) for name in machine_ids}
     data = np.empty((machine_id.size, n_samples), dtype=np.float32)
     for i, (name, kind, seed) in enumerate(zip(machine_id, anomaly_type, seeds)):
         data[i] = _clip(machines[name], kind, seed, sr)

@@ -85,6 +85,33 @@ def test_machine_ids_are_separable_and_depend_only_on_their_names():
     assert clf.score(means[1], test.machine_id) >= 0.95
 
 
+def id_centres(machine_type, seed=0, ids=("id_00", "id_02", "id_04", "id_06")):
+    """Per-clip mean log-mel spectra of 8 normal 2 s clips per ID, and the IDs' centres."""
+    sounds = make_machine_sounds(
+        n_normal=8, n_anomaly=0, machine_ids=ids, duration=2.0, machine_type=machine_type, random_state=seed
+    )
+    means = log_mel(sounds.data, sounds.sr).mean(-1)
+    return means, sounds.machine_id, means.reshape(len(ids), 8, -1).mean(1)
+
+
+def mean_distance(a, b):
+    return np.mean([np.linalg.norm(x - y) for x in a for y in b if x is not y])
+
+
+def test_ids_of_one_machine_type_are_alike_but_separable():
+    slider, pump = id_centres("slider")[2], id_centres("pump")[2]
+    # units of one product sound alike: closer to each other than to another type's units
+    assert mean_distance(slider, slider) < 0.75 * mean_distance(slider, pump)
+    assert mean_distance(pump, pump) < 0.75 * mean_distance(slider, pump)
+    # ...yet each unit is its own machine: new clips of each ID are told apart
+    train, test = id_centres("slider", seed=0)[:2], id_centres("slider", seed=1)[:2]
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(*train)
+    assert clf.score(*test) >= 0.9
+    # a unit's design depends only on its and its type's names, not on the other IDs generated
+    alone = id_centres("slider", ids=("id_04",))[2][0]
+    assert np.linalg.norm(alone - slider[2]) < 0.5 * mean_distance(slider, slider)
+
+
 def test_loudness_alone_scores_at_chance(default_sets):
     energy_auc = [roc_auc_score(s.target, np.mean(s.data.astype(float) ** 2, axis=1)) for s, _ in default_sets]
     mean_log_mel_auc = [roc_auc_score(s.target, log_mel(s.data, s.sr).mean((1, 2))) for s, _ in default_sets]
@@ -135,6 +162,8 @@ def test_spectral_baseline_finds_the_anomalies_but_not_trivially(default_sets):
         (dict(sr=4000), "sr must be an integer of at least 8000 Hz, got 4000"),
         (dict(sr=16000.0), "sr must be an integer"),
         (dict(return_X_y="yes"), "return_X_y must be True or False"),
+        (dict(machine_type=""), "machine_type must be None or a non-empty string, got ''"),
+        (dict(machine_type=3), "machine_type must be None or a non-empty string, got 3"),
     ],
 )
 def test_argument_errors(kwargs, message):
