@@ -254,9 +254,10 @@ class ClassifierEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     layer over them x mel bins to ``embed_dim`` and batch normalisation. It is trained by cross-entropy through
     one of four heads (``loss``) on random crops of the training clips (one epoch = as
     many crops per clip as fit side by side), optionally with mixup. ``transform`` cuts
-    each clip into patches every ``patch_hop`` frames and returns the mean of their
-    embeddings (L2-normalised with ``normalize=True``). Input is standardised with the
-    training set's scalar mean and standard deviation.
+    each clip into patches every ``patch_hop`` frames and pools their embeddings over the
+    clip (``pooling``): their mean, and by default also their standard deviation, which
+    keeps short events (a knock, a dropout) from being averaged away. Input is
+    standardised with the training set's scalar mean and standard deviation.
 
     Labels: ``fit(X, y)`` trains on the classes of ``y``. In a Pipeline scored with
     anomaly labels (GridSearchCV with ``auc_scorer``), route the machine IDs as metadata
@@ -290,7 +291,12 @@ class ClassifierEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     patch_hop : int, default=32
         Frames between the starts of the patches averaged by ``transform``.
     normalize : bool, default=True
-        L2-normalise each clip's embedding (for cosine-like distances).
+        L2-normalise each clip's embedding (for cosine-like distances); with
+        ``pooling="mean_std"`` each half first, so both weigh alike.
+    pooling : {"mean_std", "mean"}, default="mean_std"
+        How ``transform`` pools the patch embeddings of a clip: ``"mean_std"`` their mean
+        and standard deviation, ``(n_clips, 2 * embed_dim)``; ``"mean"`` their mean,
+        ``(n_clips, embed_dim)``. A clip of a single patch has a zero standard deviation.
     pseudo_shifts : tuple of int, default=(-1, 1)
         Self-supervised extra classes: for each shift ``k`` (in mel bins), every class
         gets a copy whose crops are the mel bands moved by ``k`` bins (about a pitch
@@ -343,8 +349,8 @@ class ClassifierEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     >>> X[4:] += np.linspace(-3, 3, 32)[:, None]  # a second machine, another spectrum
     >>> ids = ["id_00"] * 4 + ["id_02"] * 4
     >>> emb = ClassifierEmbedding(embed_dim=16, patch_frames=16, max_epochs=2, random_state=0)
-    >>> emb.fit(X, ids).transform(X).shape
-    (8, 16)
+    >>> emb.fit(X, ids).transform(X).shape  # mean and standard deviation of the patches
+    (8, 32)
     """
 
     _parameter_constraints = {
@@ -355,6 +361,7 @@ class ClassifierEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         "patch_frames": [Interval(Integral, 1, None, closed="left")],
         "patch_hop": [Interval(Integral, 1, None, closed="left")],
         "normalize": ["boolean"],
+        "pooling": [StrOptions({"mean_std", "mean"})],
         "pseudo_shifts": [tuple],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
@@ -375,6 +382,7 @@ class ClassifierEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         patch_frames=64,
         patch_hop=32,
         normalize=True,
+        pooling="mean_std",
         pseudo_shifts=(-1, 1),
         *,
         max_epochs=30,
@@ -393,6 +401,7 @@ class ClassifierEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         self.patch_frames = patch_frames
         self.patch_hop = patch_hop
         self.normalize = normalize
+        self.pooling = pooling
         self.pseudo_shifts = pseudo_shifts
         self.max_epochs = max_epochs
         self.batch_size = batch_size
@@ -517,7 +526,7 @@ class ClassifierEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
             )
             net.fit(dataset, None)
         self.net_, self.loc_, self.scale_ = net, loc, scale
-        self._n_features_out = self.embed_dim
+        self._n_features_out = self.embed_dim * (2 if self.pooling == "mean_std" else 1)
         return self
 
     def _make_net(self, device, **kwargs):
@@ -541,7 +550,7 @@ class ClassifierEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
 
     # -------------------------------------------------------------- transform
     def transform(self, X):
-        """One embedding per clip: the mean of its patches' embeddings.
+        """One embedding per clip: its patches' embeddings pooled by ``pooling``.
 
         Parameters
         ----------
@@ -550,8 +559,9 @@ class ClassifierEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
 
         Returns
         -------
-        Z : ndarray of shape (n_clips, embed_dim)
-            Clip embeddings (unit L2 norm with ``normalize=True``).
+        Z : ndarray of shape (n_clips, embed_dim) or (n_clips, 2 * embed_dim)
+            Clip embeddings: the patches' mean (then, with ``pooling="mean_std"``, their
+            standard deviation); unit L2 norm with ``normalize=True``.
         """
         check_is_fitted(self)
         X = self._validate_input(X, reset=False)
@@ -566,8 +576,12 @@ class ClassifierEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
                 xb = (torch.from_numpy(X[start : start + chunk]).to(device) - self.loc_) / self.scale_
                 patches = xb.unfold(2, self.patch_frames, self.patch_hop)  # (b, mels, n_patches, frames)
                 patches = patches.permute(0, 2, 1, 3).reshape(-1, X.shape[1], self.patch_frames)
-                out.append(encoder(patches).reshape(len(xb), n_patches, -1).mean(1).cpu())
-        Z = torch.cat(out).double()
+                z = encoder(patches).reshape(len(xb), n_patches, -1).double()
+                parts = [z.mean(1)] + ([z.std(1, correction=0)] if self.pooling == "mean_std" else [])
+                if self.normalize:
+                    parts = [torch.nn.functional.normalize(part, dim=1) for part in parts]
+                out.append(torch.cat(parts, 1).cpu())
+        Z = torch.cat(out)
         if self.normalize:
             Z = torch.nn.functional.normalize(Z, dim=1)
         return Z.numpy()

@@ -76,22 +76,27 @@ def test_transform_one_unit_embedding_per_clip(data):
     X, ids = data
     est = tiny().fit(X, ids)
     Z = est.transform(X)
-    assert Z.shape == (len(X), 8) and Z.dtype == np.float64
+    assert Z.shape == (len(X), 16) and Z.dtype == np.float64  # mean and std of embed_dim=8
     assert_allclose(np.linalg.norm(Z, axis=1), 1.0, rtol=1e-6)
+    # each half (mean, standard deviation) normalised alike, then the whole
+    assert_allclose(np.linalg.norm(Z[:, :8], axis=1), np.sqrt(0.5), rtol=1e-6)
     assert_array_equal(est.classes_, ["id_00", "id_02", "id_04"])
     assert est.n_features_in_ == N_MELS
     names = est.get_feature_names_out()
-    assert list(names) == [f"classifierembedding{i}" for i in range(8)]
+    assert list(names) == [f"classifierembedding{i}" for i in range(16)]
     df = clone(est).set_output(transform="pandas").fit(X, ids).transform(X)
     assert list(df.columns) == list(names)
     assert_allclose(df.to_numpy(), Z, rtol=1e-6)
-    raw = tiny(normalize=False).fit(X, ids).transform(X)
-    assert not np.allclose(np.linalg.norm(raw, axis=1), 1.0)
-    assert_allclose(raw / np.linalg.norm(raw, axis=1, keepdims=True), Z, rtol=1e-5)
+    raw = tiny(normalize=False, pooling="mean").fit(X, ids).transform(X)
+    assert raw.shape == (len(X), 8) and not np.allclose(np.linalg.norm(raw, axis=1), 1.0)
+    mean = tiny(pooling="mean").fit(X, ids).transform(X)
+    assert_allclose(raw / np.linalg.norm(raw, axis=1, keepdims=True), mean, rtol=1e-5)
+    assert_allclose(mean, Z[:, :8] / np.sqrt(0.5), rtol=1e-5)  # the same network
 
 
-def test_transform_is_mean_of_patch_embeddings(data):
-    """Patches every patch_hop frames, cut by plain slicing, embedded one by one."""
+def test_transform_pools_patch_embeddings(data):
+    """Patches every patch_hop frames, cut by plain slicing, embedded one by one; their
+    mean, then their standard deviation."""
     X, ids = data
     est = tiny(normalize=False).fit(X, ids)
     encoder = est.net_.module_.encoder.eval()
@@ -101,8 +106,13 @@ def test_transform_is_mean_of_patch_embeddings(data):
         patches = np.stack([clip[1:-1, t : t + 16] for t in range(0, N_FRAMES - 16 + 1, 8)])
         with torch.no_grad():
             z = encoder(torch.from_numpy((patches - est.loc_) / est.scale_).float())
-        expected.append(z.mean(0).numpy())
+        expected.append(np.concatenate([z.mean(0).numpy(), z.std(0, correction=0).numpy()]))
     assert_allclose(est.transform(X), expected, rtol=1e-4, atol=1e-5)
+    assert_allclose(est.set_params(pooling="mean").transform(X), np.array(expected)[:, :8], rtol=1e-4, atol=1e-5)
+    # a clip of one patch: zero standard deviation, and still a unit embedding
+    one = est.set_params(pooling="mean_std", normalize=True).transform(X[:, :, :16])
+    assert_array_equal(one[:, 8:], 0.0)
+    assert_allclose(np.linalg.norm(one, axis=1), 1.0, rtol=1e-6)
 
 
 @pytest.mark.parametrize("loss", ["softmax", "arcface", "adacos", "subcluster_adacos"])
@@ -205,7 +215,7 @@ def test_pseudo_shifts_train_a_single_class(data):
     # the network sees 16 - 2 * 2 = 12 bands: 6 after the stem, 3 after the second stage
     assert module.encoder.project.in_features == 2 * 16 * 3
     Z = est.transform(X)
-    assert Z.shape == (12, 8) and np.all(np.isfinite(Z))
+    assert Z.shape == (12, 16) and np.all(np.isfinite(Z))
     # only the centre band is embedded: the two outer bins on each side do not matter
     edited = X.copy()
     edited[:, [0, 1, -2, -1]] += 30
