@@ -21,24 +21,23 @@ from skasd.models._inlier import KNNDetector
 pytestmark = pytest.mark.slow
 
 IDS = ("id_00", "id_02", "id_04", "id_06")
-N_TRAIN, N_TEST_NORMAL, N_ANOMALY = 20, 20, 10
+N_TRAIN, N_TEST_NORMAL, N_ANOMALY = 20, 40, 12
 
 
 def embedding(seed, **params):
     """The configuration of the tests: small and fast enough for 4 s clips on a CPU (two
-    residual stages, 1 s patches every 0.25 s, 10 epochs, mel shifts of 1 and 2 bins)."""
-    defaults = dict(
-        channels=(16, 32), patch_frames=32, patch_hop=8, max_epochs=10, pseudo_shifts=(-2, -1, 1, 2),
-        random_state=seed,
-    )
+    residual stages, 1 s patches every 0.25 s, 10 epochs, the machine IDs as the only classes)."""
+    defaults = dict(channels=(16, 32), patch_frames=32, patch_hop=8, max_epochs=10, pseudo_shifts=(), random_state=seed)
     return ClassifierEmbedding(**{**defaults, **params})
 
 
 def generated_set(seed):
-    """4 machine IDs of 4 s clips: per ID 20 training normals, then 20 test normals and 10
+    """4 units of one machine type (``machine_type="slider"``: IDs that sound alike, as in
+    DCASE), 4 s clips: per ID 20 training normals, then 40 test normals and 12
     loudness-matched anomalies (harmonic, drift, knock, dropout)."""
     sounds = make_machine_sounds(
-        n_normal=N_TRAIN + N_TEST_NORMAL, n_anomaly=N_ANOMALY, machine_ids=IDS, duration=4.0, random_state=seed
+        n_normal=N_TRAIN + N_TEST_NORMAL, n_anomaly=N_ANOMALY, machine_ids=IDS, duration=4.0,
+        machine_type="slider", random_state=seed,
     )
     X = LogMelTransformer().fit_transform(sounds.data)
     rank = np.concatenate([np.arange((sounds.machine_id == m).sum()) for m in IDS])
@@ -48,14 +47,16 @@ def generated_set(seed):
 
 def per_id_scores(X, y, ids, train, embedding=None, autoencoder=None):
     """Mean over IDs of AUC and pAUC: k-NN on one embedding trained on all IDs' training
-    normals (classes = machine IDs), or one autoencoder per ID (the report's protocol)."""
+    normals (classes = machine IDs), one model per section (``section=ids``), or one
+    autoencoder per ID (the report's protocol)."""
+    aucs, paucs = [], []
     if embedding is not None:
         Z = embedding.fit(X[train], ids[train]).transform(X)
-    aucs, paucs = [], []
+        knn = KNNDetector().fit(Z[train], section=ids[train])
     for m in IDS:
         fit, test = train & (ids == m), ~train & (ids == m)
         if embedding is not None:
-            score = KNNDetector().fit(Z[fit]).anomaly_score(Z[test])
+            score = knn.anomaly_score(Z[test], section=ids[test])
         else:
             score = autoencoder(X[fit]).anomaly_score(X[test])
         aucs.append(auc_score(y[test], score))
@@ -63,12 +64,11 @@ def per_id_scores(X, y, ids, train, embedding=None, autoencoder=None):
     return np.mean(aucs), np.mean(paucs)
 
 
-# Measured (mean over the 4 IDs, AUC / pAUC; seeds 0, 1, 2; benchmarks/README.md):
-#   embedding + k-NN (this configuration)  .726/.546, .618/.579, .703/.651 -> .682/.592
-#   CNNAE() per ID                         .534/.553, .595/.592, .640/.618 -> .590/.588
-# AUC gains .09 (.107 on the two seeds tested here); pAUC (2 of the 20 test normals per ID
-# decide it) is a tie: .5625 vs .5725 on seeds 0-1, .592 vs .588 on seeds 0-2. Asserted:
-# AUC by at least half the measured margin, pAUC no more than .04 below.
+# Measured (mean over the 4 IDs, AUC / pAUC; seeds 0-5; benchmarks/README.md):
+#   embedding + k-NN (this configuration)  .747/.627 .707/.616 .708/.679 .732/.657 .688/.671 .737/.668 -> .720/.653
+#   CNNAE() per ID                         .573/.512 .680/.570 .566/.504 .580/.559 .577/.537 .635/.603 -> .602/.548
+# The embedding wins every seed on both (by at least .027 AUC and .046 pAUC); on the two
+# seeds tested here by .10 AUC and .08 pAUC. Asserted: half of that.
 def test_embedding_knn_beats_autoencoder_on_generated_ids():
     emb, ae = [], []
     for seed in (0, 1):
@@ -77,6 +77,5 @@ def test_embedding_knn_beats_autoencoder_on_generated_ids():
         ae.append(per_id_scores(X, y, ids, train, autoencoder=lambda Xi: CNNAE(random_state=seed).fit(Xi)))
     (emb_auc, emb_pauc), (ae_auc, ae_pauc) = np.mean(emb, 0), np.mean(ae, 0)
     assert emb_auc >= ae_auc + 0.05, (emb, ae)
-    assert emb_pauc >= ae_pauc - 0.04, (emb, ae)
-    assert min(a for a, _ in emb) > 0.55, emb
-
+    assert emb_pauc >= ae_pauc + 0.04, (emb, ae)
+    assert min(a for a, _ in emb) > 0.65, emb
