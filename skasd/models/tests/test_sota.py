@@ -14,7 +14,7 @@ import pytest
 from skasd import LogMelTransformer
 from skasd.datasets import make_machine_sounds
 from skasd.metrics import auc_score, pauc_score
-from skasd.models import CNNAE
+from skasd.models import VAE
 from skasd.models._embedding import ClassifierEmbedding
 from skasd.models._inlier import KNNDetector
 
@@ -26,8 +26,9 @@ N_TRAIN, N_TEST_NORMAL, N_ANOMALY = 20, 40, 12
 
 def embedding(seed, **params):
     """The configuration of the tests: small and fast enough for 4 s clips on a CPU (two
-    residual stages, 1 s patches every 0.25 s, 10 epochs, the machine IDs as the only classes)."""
-    defaults = dict(channels=(16, 32), patch_frames=32, patch_hop=8, max_epochs=10, pseudo_shifts=(), random_state=seed)
+    residual stages, 0.5 s patches every 0.13 s pooled by mean and standard deviation,
+    10 epochs, the machine IDs as the only classes)."""
+    defaults = dict(channels=(16, 32), patch_frames=16, patch_hop=4, max_epochs=10, pseudo_shifts=(), random_state=seed)
     return ClassifierEmbedding(**{**defaults, **params})
 
 
@@ -65,17 +66,19 @@ def per_id_scores(X, y, ids, train, embedding=None, autoencoder=None):
 
 
 # Measured (mean over the 4 IDs, AUC / pAUC; seeds 0-5; benchmarks/README.md):
-#   embedding + k-NN (this configuration)  .747/.627 .707/.616 .708/.679 .732/.657 .688/.671 .737/.668 -> .720/.653
-#   CNNAE() per ID                         .573/.512 .680/.570 .566/.504 .580/.559 .577/.537 .635/.603 -> .602/.548
-# The embedding wins every seed on both (by at least .027 AUC and .046 pAUC); on the two
-# seeds tested here by .10 AUC and .08 pAUC. Asserted: half of that.
-def test_embedding_knn_beats_autoencoder_on_generated_ids():
+#   embedding + k-NN (this configuration)  .798/.718 .809/.698 .825/.753 .836/.729 .826/.759 .761/.674 -> .809/.722
+#   VAE() per ID, the best autoencoder     .812/.698 .753/.641 .768/.657 .804/.668 .804/.674 .785/.657 -> .788/.666
+#   (CNNAE() .602/.548, CNNAE(skip=True, l2=0.002) .651/.563, DenseAE() .647/.535)
+# The embedding wins pAUC on every seed (+.017 to +.096) and AUC on 4 of 6 (mean +.021);
+# on the two seeds tested here by +.021 AUC and +.038 pAUC. Asserted: it is ahead on AUC,
+# and on pAUC by at least half the measured margin.
+def test_embedding_knn_beats_best_autoencoder_on_generated_ids():
     emb, ae = [], []
     for seed in (0, 1):
         X, y, ids, train = generated_set(seed)
         emb.append(per_id_scores(X, y, ids, train, embedding=embedding(seed)))
-        ae.append(per_id_scores(X, y, ids, train, autoencoder=lambda Xi: CNNAE(random_state=seed).fit(Xi)))
+        ae.append(per_id_scores(X, y, ids, train, autoencoder=lambda Xi: VAE(random_state=seed).fit(Xi)))
     (emb_auc, emb_pauc), (ae_auc, ae_pauc) = np.mean(emb, 0), np.mean(ae, 0)
-    assert emb_auc >= ae_auc + 0.05, (emb, ae)
-    assert emb_pauc >= ae_pauc + 0.04, (emb, ae)
-    assert min(a for a, _ in emb) > 0.65, emb
+    assert emb_auc > ae_auc, (emb, ae)
+    assert emb_pauc >= ae_pauc + 0.019, (emb, ae)
+    assert min(a for a, _ in emb) > 0.75, emb
