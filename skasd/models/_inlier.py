@@ -164,9 +164,8 @@ class _InlierDetector(BaseDetector):
                 models.append(model)
                 groups.append((s, d))
             train[srows] = best
-            if section is not None:  # BaseDetector._set_offset holds the contamination rule
-                self._set_offset(-train[srows])
-                offsets[s] = self.offset_
+            if section is not None:
+                offsets[s] = self._offset(-train[srows])
         self.models_, self.model_groups_ = models, groups
         self.domains_ = None if domain is None else np.unique(domain).astype(object)
         self.sections_ = None if section is None else np.unique(section).astype(object)
@@ -294,7 +293,7 @@ class _InlierDetector(BaseDetector):
         labels : ndarray of shape (n_clips,)
             1 where ``decision_function(X, section) >= 0``, else -1.
         """
-        return np.where(self.decision_function(X, section) < 0, -1, 1)
+        return self._labels(*self._score(X, section))
 
     def fit_predict(self, X, y=None, domain=None, section=None):
         """Fit, then label the training clips by their own section's threshold.

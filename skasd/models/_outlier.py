@@ -40,11 +40,14 @@ class BaseDetector(OutlierMixin, BaseEstimator):
 
     def _set_offset(self, train_scores):
         """Set ``offset_`` from the training clips' ``score_samples`` by ``contamination``."""
+        self.offset_ = self._offset(train_scores)
+
+    def _offset(self, train_scores):
+        """The ``contamination`` rule: the threshold for these training ``score_samples``."""
         train_scores = np.asarray(train_scores, dtype=np.float64)
         if self.contamination == "auto":
-            self.offset_ = -_gamma_threshold(-train_scores)
-        else:
-            self.offset_ = float(np.percentile(train_scores, 100.0 * self.contamination))
+            return -_gamma_threshold(-train_scores)
+        return float(np.percentile(train_scores, 100.0 * self.contamination))
 
     def anomaly_score(self, X):
         """Anomaly score of each clip (DCASE sign: higher = more anomalous).
@@ -91,10 +94,10 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         """
         return self._labels(self.score_samples(X))
 
-    def _labels(self, scores):
-        """``predict``'s labels from ``score_samples`` values, for callers that need both
-        without scoring twice."""
-        return np.where(scores - self.offset_ < 0, -1, 1)
+    def _labels(self, scores, offset=None):
+        """``predict``'s labels from ``score_samples`` values (against ``offset``, by default
+        ``offset_``), for callers that need both without scoring twice."""
+        return np.where(scores - (self.offset_ if offset is None else offset) < 0, -1, 1)
 
 
 def normal_mask(y, n, name):
