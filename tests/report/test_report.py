@@ -16,7 +16,7 @@ from skasd._cli import build_pipeline, score_clips  # noqa: E402
 from skasd.datasets import load_dcase  # noqa: E402
 from skasd.metrics import dcase_report  # noqa: E402
 from skasd.report import _html, write_report  # noqa: E402
-from skasd.report.tests._page import Page, decode_audio, decode_image, read_source, write_scored_report  # noqa: E402
+from tests.report._page import Page, decode_audio, decode_image, read_source, write_scored_report  # noqa: E402
 
 TOP_K = 4
 SR = 16000

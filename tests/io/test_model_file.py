@@ -282,8 +282,8 @@ class _MyCNNAE(CNNAE):
 @pytest.mark.parametrize("est, match", [
     (make_pipeline(LogMelTransformer(), __import__("sklearn.ensemble").ensemble.IsolationForest()),
      "estimator class sklearn.ensemble._iforest.IsolationForest"),
-    (_MyCNNAE(), "estimator class skasd.tests.test_serialize._MyCNNAE"),
-    (DenseAE(optimizer=lambda params, lr: None), "the callable skasd.tests.test_serialize"),
+    (_MyCNNAE(), "estimator class tests.io.test_model_file._MyCNNAE"),
+    (DenseAE(optimizer=lambda params, lr: None), "the callable tests.io.test_model_file"),
     (DenseAE(callbacks=[object()]), r"DenseAE.callbacks\[0\]: a builtins.object object"),
 ])
 def test_save_refuses_foreign_content(est, match, tmp_path):

@@ -9,7 +9,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from skasd.report.tests._page import Page, write_scored_report
+from tests.report._page import Page, write_scored_report
 
 CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser"))), None)
 pytestmark = pytest.mark.skipif(
