@@ -1,7 +1,9 @@
 """skasd: scikit-learn compatible anomalous sound detection for machines.
 
 Public names are imported lazily, so that ``import skasd`` stays fast and
-does not import torch until a torch-backed object is used.
+does not import torch until a torch-backed object is used (the inlier detectors,
+``skasd.KNNDetector`` and friends, never import it). The layout and the dependency
+rule between the subpackages are in ``ARCHITECTURE.md``.
 
 Sign conventions
 ----------------
@@ -15,10 +17,10 @@ import importlib
 __version__ = "0.1.0"
 
 _LAZY = {
-    "load_audio": "skasd._audio",
-    "AudioError": "skasd._audio",
-    "LogMelTransformer": "skasd._features",
-    "MFCCTransformer": "skasd._features",
+    "load_audio": "skasd.features",
+    "AudioError": "skasd.exceptions",
+    "LogMelTransformer": "skasd.features",
+    "MFCCTransformer": "skasd.features",
     "DenseAE": "skasd.models",
     "VAE": "skasd.models",
     "CNNAE": "skasd.models",
@@ -27,14 +29,14 @@ _LAZY = {
     "GMMDetector": "skasd.models",
     "ScoreFusion": "skasd.models",
     "ClassifierEmbedding": "skasd.models",
-    "ClipStatsTransformer": "skasd._clip_stats",
-    "FeatureStore": "skasd._stream",
-    "dask_transform": "skasd._distributed",
-    "save": "skasd._serialize",
-    "load": "skasd._serialize",
-    "model_info": "skasd._serialize",
-    "ModelFileError": "skasd._serialize",
-    "write_submission": "skasd._submission",
+    "ClipStatsTransformer": "skasd.features",
+    "FeatureStore": "skasd.features",
+    "dask_transform": "skasd.features",
+    "save": "skasd.io",
+    "load": "skasd.io",
+    "model_info": "skasd.io",
+    "ModelFileError": "skasd.exceptions",
+    "write_submission": "skasd.io",
 }
 _SUBMODULES = ("datasets", "metrics", "model_selection", "models", "plot", "report")
 

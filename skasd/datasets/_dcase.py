@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..utils._validation import listing
+
 __all__ = ["load_dcase"]
 
 AUDIO_EXTENSIONS = (".wav", ".flac")
 COLUMNS = ["path", "machine_type", "split", "section_or_id", "domain", "label", "attributes"]
-_N_LISTED = 5  # how many offending names an error or warning spells out
 
 # DCASE 2020 (dev and eval): normal_id_00_00000000, anomaly_id_02_00000001, unlabelled id_01_00000000.
 _DCASE2020 = re.compile(r"(?:(?P<label>normal|anomaly)_)?(?P<group>id_\d+)_\d+")
@@ -67,12 +68,6 @@ def _parse(path):
             domain=domain, label=match["label"], attributes=attributes,
         )
     return None
-
-
-def _listing(names):
-    shown = ", ".join(str(n) for n in names[:_N_LISTED])
-    more = f", ... ({len(names) - _N_LISTED} more)" if len(names) > _N_LISTED else ""
-    return f"{shown}{more}"
 
 
 def _as_filter(value, name):
@@ -165,7 +160,7 @@ def load_dcase(root, machine_type=None, split=None, on_unknown="warn"):
     audio = [p for p in files if p.suffix.lower() in AUDIO_EXTENSIONS]
     if not audio:
         others = [p.relative_to(root) for p in files]
-        found = f"{len(files)} other files: {_listing(others)}" if files else "nothing"
+        found = f"{len(files)} other files: {listing(others)}" if files else "nothing"
         raise ValueError(f"no .wav/.flac audio files under {root} (found {found})")
 
     rows, unknown = [], []
@@ -178,7 +173,7 @@ def load_dcase(root, machine_type=None, split=None, on_unknown="warn"):
     if unknown:
         message = (
             f"{len(unknown)} of {len(audio)} audio files under {root} follow no DCASE 2020-2024 or "
-            f"MIMII naming: {_listing(unknown)}"
+            f"MIMII naming: {listing(unknown)}"
         )
         if on_unknown == "raise" or not rows:
             raise ValueError(message)

@@ -12,58 +12,9 @@ import pandas as pd
 from scipy.stats import hmean
 from sklearn.metrics import roc_auc_score
 
-_LABEL_NAMES = {"normal": 0, "anomaly": 1}
+from ..utils._validation import check_anomaly_labels, check_scores
+
 _DOMAINS = ("source", "target")
-
-
-def _check_labels(y, name="y_true"):
-    """Return ``y`` as a 1-D int array of 0 (normal) / 1 (anomaly).
-
-    Accepts 0/1 (int, float or bool) and the strings ``"normal"``/``"anomaly"``
-    (the ``label`` column of :func:`skasd.datasets.load_dcase`).
-    """
-    y = np.asarray(y)
-    if y.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {y.shape}.")
-    if y.dtype.kind in "OUS":
-        y = y.astype(object)
-        values = pd.unique(y)
-        unknown = [v for v in values if not isinstance(v, str) or v not in _LABEL_NAMES]
-        if unknown:
-            raise ValueError(
-                f"{name} must hold 'normal'/'anomaly' or 0/1; found {unknown[:5]!r}"
-                " (None means an unlabelled clip, which cannot be scored)."
-            )
-        return np.array([_LABEL_NAMES[v] for v in y], dtype=int)
-    if y.dtype.kind not in "biuf":
-        raise ValueError(f"{name} must hold 0/1 or 'normal'/'anomaly', got dtype {y.dtype}.")
-    if y.dtype.kind == "f" and np.isnan(y).any():
-        raise ValueError(f"{name} contains NaN labels.")
-    bad = np.setdiff1d(np.unique(y), [0, 1])
-    if bad.size:
-        raise ValueError(
-            f"{name} must use 1 = anomaly, 0 = normal; found values {bad[:5].tolist()}"
-            " (note: predict() returns 1 = normal, -1 = anomaly, not metric labels)."
-        )
-    return y.astype(int)
-
-
-def _check_scores(y_score, n_samples, name="y_score"):
-    """Return ``y_score`` as a finite 1-D float array of length ``n_samples``."""
-    y_score = np.asarray(y_score, dtype=float)
-    if y_score.ndim != 1:
-        raise ValueError(f"{name} must be 1-D (one score per clip), got shape {y_score.shape}.")
-    if len(y_score) != n_samples:
-        raise ValueError(
-            f"y_true and {name} have different lengths: {n_samples} != {len(y_score)}."
-        )
-    bad = ~np.isfinite(y_score)
-    if bad.any():
-        raise ValueError(
-            f"{name} contains {bad.sum()} NaN or infinite value(s) (first at index"
-            f" {np.flatnonzero(bad)[0]}); a detector produced invalid anomaly scores."
-        )
-    return y_score
 
 
 def _check_both_classes(y, where=""):
@@ -82,8 +33,8 @@ def _check_max_fpr(max_fpr):
 
 
 def _checked(y_true, y_score):
-    y = _check_labels(y_true)
-    s = _check_scores(y_score, len(y))
+    y = check_anomaly_labels(y_true)
+    s = check_scores(y_score, len(y))
     _check_both_classes(y)
     return y, s
 
@@ -226,8 +177,8 @@ def dcase_report(y_true, y_score, groups, domains=None, max_fpr=0.1):
     harmonic mean    0.667  0.643
     """
     _check_max_fpr(max_fpr)
-    y = _check_labels(y_true)
-    s = _check_scores(y_score, len(y))
+    y = check_anomaly_labels(y_true)
+    s = check_scores(y_score, len(y))
     groups = np.asarray(groups, dtype=object)
     if groups.ndim != 1 or len(groups) != len(y):
         raise ValueError(

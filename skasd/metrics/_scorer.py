@@ -20,9 +20,9 @@ import inspect
 
 import numpy as np
 from sklearn.base import is_classifier
-from sklearn.metrics._scorer import _BaseScorer
-
-from ._ranking import _check_labels, _check_max_fpr, auc_score, pauc_score
+from ..utils._sklearn_compat import _BaseScorer
+from ..utils._validation import check_anomaly_labels
+from ._ranking import _check_max_fpr, auc_score, pauc_score
 
 # Response methods in order of preference, and the sign that makes them
 # "higher = more anomalous".
@@ -83,7 +83,7 @@ class _AnomalyScorer(_BaseScorer):
         else:
             response = method_caller(estimator, name, X)
         y_score = _RESPONSES[name] * np.asarray(response, dtype=float)
-        return self._score_func(_check_labels(y_true), y_score, **self._kwargs)
+        return self._score_func(check_anomaly_labels(y_true), y_score, **self._kwargs)
 
 
 def make_anomaly_scorer(metric, **kwargs):

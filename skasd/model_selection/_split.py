@@ -7,7 +7,7 @@ import pandas as pd
 from sklearn.model_selection import BaseCrossValidator, KFold, StratifiedKFold
 from sklearn.utils import indexable
 
-from ..metrics._ranking import _check_labels
+from ..utils._validation import check_anomaly_labels
 
 
 class NormalTrainCV(BaseCrossValidator):
@@ -112,7 +112,7 @@ class NormalTrainCV(BaseCrossValidator):
                 "NormalTrainCV needs y (1 = anomaly, 0 = normal) to keep anomalies"
                 " out of the training folds."
             )
-        y = _check_labels(y, name="y")
+        y = check_anomaly_labels(y, name="y")
         normals = np.flatnonzero(y == 0)
         anomalies = np.flatnonzero(y == 1)
         if anomalies.size == 0:
@@ -243,7 +243,7 @@ class DCASESplit(BaseCrossValidator):
             raise ValueError(f"DCASESplit folds must be 'train' or 'test'; found {unknown[:5]!r}.")
         is_train = folds == "train"
         if y is not None:
-            is_train &= _check_labels(y, name="y") == 0
+            is_train &= check_anomaly_labels(y, name="y") == 0
         train, test = np.flatnonzero(is_train), np.flatnonzero(folds == "test")
         if train.size == 0:
             raise ValueError("DCASESplit has no training clips (normal clips of 'train').")

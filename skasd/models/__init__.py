@@ -16,25 +16,35 @@ inlier model):
   on any 2-D embedding or feature matrix, with DCASE 2022+ per-domain scoring.
 - :class:`ScoreFusion`: combines several detectors' standardised anomaly scores.
 
-Every detector shares :class:`~skasd.models._outlier.BaseDetector`: ``score_samples``
+Every detector shares :class:`~skasd.models._base.BaseDetector`: ``score_samples``
 (higher = more normal), ``anomaly_score``, ``decision_function`` and ``predict`` follow
-``IsolationForest``.
+``IsolationForest``. The torch estimators share one skorch base (``_torch``); the inlier
+detectors and the fusion import without torch.
 """
 
-from ._cnn_ae import CNNAE
-from ._dense_ae import DenseAE
-from ._embedding import ClassifierEmbedding
-from ._fusion import ScoreFusion
-from ._inlier import GMMDetector, KNNDetector, MahalanobisDetector
-from ._vae import VAE
+import importlib
 
-__all__ = [
-    "CNNAE",
-    "ClassifierEmbedding",
-    "DenseAE",
-    "GMMDetector",
-    "KNNDetector",
-    "MahalanobisDetector",
-    "ScoreFusion",
-    "VAE",
-]
+# Public name -> module; imported on first access, so that the inlier detectors and the fusion
+# (``_inlier``, ``_fusion``: no torch) load without torch and skorch.
+_LAZY = {
+    "CNNAE": "._cnn_ae",
+    "ClassifierEmbedding": "._embedding",
+    "DenseAE": "._dense_ae",
+    "GMMDetector": "._inlier",
+    "KNNDetector": "._inlier",
+    "MahalanobisDetector": "._inlier",
+    "ScoreFusion": "._fusion",
+    "VAE": "._vae",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

@@ -3,93 +3,15 @@
 from numbers import Integral, Real
 
 import torch
-from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._base import AEModule, BaseAEDetector, fill_doc
+from ..utils._sklearn_compat import Interval, StrOptions
+from ._autoencoder import BaseAEDetector, ae_docs
+from ._torch._ae_modules import _CNNAEModule
 
 __all__ = ["CNNAE"]
 
-_CHANNELS = (32, 64, 128, 256)
-_DROPOUT = (0.0, 0.2, 0.3, 0.3)
-_LATENT_CHANNELS = 40
 
-
-def _halvings(n, times):
-    """Sizes of a dimension of ``n`` after each stride-2 conv (kernel 3, padding 1)."""
-    sizes = [n]
-    for _ in range(times):
-        sizes.append((sizes[-1] + 1) // 2)
-    return sizes
-
-
-def _conv_relu(conv, dropout=0.0):
-    return torch.nn.Sequential(conv, torch.nn.ReLU(), *([torch.nn.Dropout(dropout)] if dropout else []))
-
-
-class _CNNAEModule(AEModule):
-    """Conv encoder 1-32-64-128-256 (stride 2) -> 40-channel latent map -> mirrored decoder.
-
-    Patches ``(frames, n_mels)`` are images of one channel. Each encoder stage is a 3x3
-    stride-2 convolution + ReLU (+ dropout); a 3x3 convolution maps to the linear latent
-    map; the decoder is a 3x3 transposed convolution + ReLU back to 256 channels and one
-    stride-2 transposed convolution per encoder stage (the last one linear, to 1
-    channel), sized to give back exactly the input shape. ``skip`` concatenates each
-    encoder map to the decoder input of the same resolution. ``svdd_weight`` > 0 adds
-    ``svdd_weight * mean((z - center)**2)``, ``center`` being the mean latent map of the
-    training patches at the start of training (a buffer, so it pickles).
-    """
-
-    def __init__(self, height, width, skip=False, svdd_weight=0.0):
-        super().__init__()
-        conv, convt = torch.nn.Conv2d, torch.nn.ConvTranspose2d
-        hs, ws = _halvings(height, len(_CHANNELS)), _halvings(width, len(_CHANNELS))
-        c_in, encoder = 1, []
-        for c, p in zip(_CHANNELS, _DROPOUT):
-            encoder.append(_conv_relu(conv(c_in, c, 3, stride=2, padding=1), p))
-            c_in = c
-        self.encoder = torch.nn.ModuleList(encoder)
-        self.to_latent = conv(c_in, _LATENT_CHANNELS, 3, padding=1)
-        self.from_latent = _conv_relu(convt(_LATENT_CHANNELS, c_in, 3, padding=1))
-        decoder = []
-        for stage, c_out in zip(range(len(_CHANNELS), 0, -1), (*_CHANNELS[-2::-1], 1)):
-            # output_padding restores odd/even sizes: out = 2 * in - 1 + output_padding
-            pad = (hs[stage - 1] - 2 * hs[stage] + 1, ws[stage - 1] - 2 * ws[stage] + 1)
-            layer = convt(c_in * (2 if skip else 1), c_out, 3, stride=2, padding=1, output_padding=pad)
-            decoder.append(layer if c_out == 1 else _conv_relu(layer))
-            c_in = c_out
-        self.decoder = torch.nn.ModuleList(decoder)
-        self.skip, self.svdd_weight = skip, svdd_weight
-        self.embed_dim = _LATENT_CHANNELS * hs[-1] * ws[-1]
-        self.register_buffer("center", torch.zeros(_LATENT_CHANNELS, hs[-1], ws[-1]))
-
-    def _encode(self, x):
-        maps, h = [], x.unsqueeze(1)
-        for stage in self.encoder:
-            h = stage(h)
-            maps.append(h)
-        return self.to_latent(h), maps
-
-    def forward(self, x):
-        z, maps = self._encode(x)
-        h = self.from_latent(z)
-        for stage, enc_map in zip(self.decoder, reversed(maps)):
-            h = stage(torch.cat([h, enc_map], 1) if self.skip else h)
-        penalty = self.svdd_weight * (z - self.center).square().mean() if self.svdd_weight else z.new_zeros(())
-        return h.squeeze(1), penalty
-
-    def embed(self, x):
-        return self._encode(x)[0].flatten(1)
-
-    def init_from_data(self, batches):
-        if self.svdd_weight:
-            total, n = 0.0, 0
-            for x, _ in batches:
-                z = self._encode(x)[0]
-                total, n = total + z.sum(0), n + len(z)
-            self.center.copy_(total / n)
-
-
-@fill_doc(max_epochs=20, batch_size=16, window="Patche", normalisation="the training log-mel's mean and standard deviation")
+@ae_docs(max_epochs=20, batch_size=16, window="Patche", normalisation="the training log-mel's mean and standard deviation")
 class CNNAE(BaseAEDetector):
     """Convolutional autoencoder detector on log-mel patches (the report's CNNAE).
 

@@ -3,59 +3,15 @@
 from numbers import Integral
 
 import torch
-from sklearn.utils._param_validation import Interval
 
-from ._base import AEModule, BaseAEDetector, fill_doc
+from ..utils._sklearn_compat import Interval
+from ._autoencoder import BaseAEDetector, ae_docs
+from ._torch._ae_modules import _DenseAEModule
 
 __all__ = ["DenseAE"]
 
 
-def dense_stack(sizes, batch_norm=True):
-    """Linear (+ BatchNorm1d) + ReLU for each consecutive pair in ``sizes``."""
-    layers = []
-    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
-        layers.append(torch.nn.Linear(n_in, n_out))
-        if batch_norm:
-            layers.append(torch.nn.BatchNorm1d(n_out))
-        layers.append(torch.nn.ReLU())
-    return torch.nn.Sequential(*layers)
-
-
-def keras_init_(module):
-    """Re-initialise like Keras, the framework of the DCASE baseline and the report:
-    Glorot-uniform weights and zero biases for Linear layers, BatchNorm momentum 0.01
-    (Keras' 0.99) and eps 1e-3."""
-    for m in module.modules():
-        if isinstance(m, torch.nn.Linear):
-            torch.nn.init.xavier_uniform_(m.weight)
-            torch.nn.init.zeros_(m.bias)
-        elif isinstance(m, torch.nn.BatchNorm1d):
-            m.momentum, m.eps = 0.01, 1e-3
-    return module
-
-
-class _DenseAEModule(AEModule):
-    """DCASE 2020 baseline: D-128-128-128-128-8-128-128-128-128-D, BN + ReLU inside."""
-
-    def __init__(self, n_inputs, hidden=128, bottleneck=8):
-        super().__init__()
-        self.encoder = dense_stack([n_inputs, hidden, hidden, hidden, hidden, bottleneck])
-        self.decoder = torch.nn.Sequential(
-            dense_stack([bottleneck, hidden, hidden, hidden, hidden]),
-            torch.nn.Linear(hidden, n_inputs),
-        )
-        self.embed_dim = bottleneck
-        keras_init_(self)
-
-    def forward(self, x):
-        recon = self.decoder(self.encoder(x.flatten(1))).view_as(x)
-        return recon, recon.new_zeros(())
-
-    def embed(self, x):
-        return self.encoder(x.flatten(1))
-
-
-@fill_doc(max_epochs=100, batch_size=512, window="Window", normalisation="0 and 1: the raw log-mel, as the baseline")
+@ae_docs(max_epochs=100, batch_size=512, window="Window", normalisation="0 and 1: the raw log-mel, as the baseline")
 class DenseAE(BaseAEDetector):
     """Dense autoencoder detector: the DCASE 2020 Task 2 baseline.
 

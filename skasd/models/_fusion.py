@@ -3,23 +3,27 @@
 import numpy as np
 from sklearn.base import clone
 from sklearn.model_selection import check_cv
-from sklearn.utils import Bunch, _safe_indexing
-from sklearn.utils._param_validation import StrOptions
-from sklearn.utils.metadata_routing import (
-    MetadataRouter,
-    MethodMapping,
+from sklearn.utils import Bunch
+from sklearn.utils.metadata_routing import MetadataRouter, MethodMapping, process_routing
+from sklearn.utils.validation import check_is_fitted, indexable
+
+from ..utils._docstring import Substitution
+from ..utils._sklearn_compat import (
+    StrOptions,
+    _BaseComposition,
+    _check_method_params,
+    _num_samples,
     _raise_for_params,
     _routing_enabled,
-    process_routing,
+    _safe_indexing,
 )
-from sklearn.utils.metaestimators import _BaseComposition
-from sklearn.utils.validation import _check_method_params, _num_samples, check_is_fitted, indexable
-
-from ._outlier import CONTAMINATION_DOC, BaseDetector, normal_mask
+from ..utils._validation import normal_mask
+from ._base import CONTAMINATION_DOC, BaseDetector
 
 __all__ = ["ScoreFusion"]
 
 
+@Substitution(contamination=CONTAMINATION_DOC)
 class ScoreFusion(BaseDetector, _BaseComposition):
     """Combine detectors by averaging their anomaly scores, each standardised on its own
     training-score distribution.
@@ -53,7 +57,7 @@ class ScoreFusion(BaseDetector, _BaseComposition):
         normal clips will be. Use it where in-sample scores are degenerate or optimistic:
         a :class:`~skasd.KNNDetector` scores its training clips against
         themselves (all 0 with ``n_neighbors=1``, a ValueError here).
-    CONTAMINATION
+    {contamination}
 
     Attributes
     ----------
@@ -292,8 +296,3 @@ class ScoreFusion(BaseDetector, _BaseComposition):
 
     def __sklearn_is_fitted__(self):
         return hasattr(self, "detectors_")
-
-
-ScoreFusion.__doc__ = ScoreFusion.__doc__.replace(
-    "    CONTAMINATION", "\n".join("    " + line for line in CONTAMINATION_DOC.splitlines())
-)

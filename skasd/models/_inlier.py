@@ -19,52 +19,54 @@ from sklearn.covariance import OAS, EmpiricalCovariance, LedoitWolf, ShrunkCovar
 from sklearn.mixture import GaussianMixture
 from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import normalize
-from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+from sklearn.utils.validation import check_array, check_is_fitted
 
-from ._outlier import CONTAMINATION_DOC, BaseDetector, normal_mask
+from ..utils._docstring import Substitution
+from ..utils._sklearn_compat import Interval, StrOptions, validate_data
+from ..utils._validation import normal_mask
+from ._base import CONTAMINATION_DOC, BaseDetector
 
 __all__ = ["GMMDetector", "KNNDetector", "MahalanobisDetector"]
 
 _INPUT_DOC = """\
-    **Input.** ``X`` is 2-D ``(n_clips, n_features)``: one embedding or feature vector per
-    clip. A 3-D log-mel array ``(n_clips, n_mels, n_frames)`` is accepted too and reduced
-    to the per-band mean and standard deviation over frames, ``(n_clips, 2 * n_mels)``
-    (means first), so ``make_pipeline(LogMelTransformer(), {name}())`` runs as is."""
+**Input.** ``X`` is 2-D ``(n_clips, n_features)``: one embedding or feature vector per
+clip. A 3-D log-mel array ``(n_clips, n_mels, n_frames)`` is accepted too and reduced
+to the per-band mean and standard deviation over frames, ``(n_clips, 2 * n_mels)``
+(means first), so ``make_pipeline(LogMelTransformer(), {name}())`` runs as is."""
 
 _GROUPS_DOC = """\
-    model_groups_ : list of tuple
-        ``(section, domain)`` of each of ``models_``, None where fitted without that label.
-    domains_ : ndarray of object or None
-        The domain labels seen in ``fit``; None when fitted without domains.
-    sections_ : ndarray of object or None
-        The section labels seen in ``fit``; None when fitted without sections.
-    section_offsets_ : dict or None
-        Section label -> threshold from that section's training scores alone (same
-        ``contamination`` rule as ``offset_``); None when fitted without sections."""
+model_groups_ : list of tuple
+    ``(section, domain)`` of each of ``models_``, None where fitted without that label.
+domains_ : ndarray of object or None
+    The domain labels seen in ``fit``; None when fitted without domains.
+sections_ : ndarray of object or None
+    The section labels seen in ``fit``; None when fitted without sections.
+section_offsets_ : dict or None
+    Section label -> threshold from that section's training scores alone (same
+    ``contamination`` rule as ``offset_``); None when fitted without sections."""
 
 _DOMAIN_DOC = """\
-    **Domains** (DCASE 2022+). ``fit(X, domain=d)`` with one label per clip (e.g.
-    ``"source"``/``"target"``, the ``domain`` column of :func:`~skasd.datasets.load_dcase`)
-    fits one model per domain; a clip's anomaly score is the minimum over the domains of its
-    score against that domain's model, so a target-domain clip is judged by the few target
-    training clips instead of drowning among the source clips. Test clips need no domain
-    label. In a :class:`~sklearn.pipeline.Pipeline` with
-    ``sklearn.set_config(enable_metadata_routing=True)``, request it with
-    ``detector.set_fit_request(domain=True)`` and pass ``pipe.fit(X, domain=d)``.
+**Domains** (DCASE 2022+). ``fit(X, domain=d)`` with one label per clip (e.g.
+``"source"``/``"target"``, the ``domain`` column of :func:`~skasd.datasets.load_dcase`)
+fits one model per domain; a clip's anomaly score is the minimum over the domains of its
+score against that domain's model, so a target-domain clip is judged by the few target
+training clips instead of drowning among the source clips. Test clips need no domain
+label. In a :class:`~sklearn.pipeline.Pipeline` with
+``sklearn.set_config(enable_metadata_routing=True)``, request it with
+``detector.set_fit_request(domain=True)`` and pass ``pipe.fit(X, domain=d)``.
 
-    **Sections** (machine IDs). ``fit(X, section=s)`` fits one model per section (and
-    domain) on a shared embedding, as the DCASE protocol does, and sets one threshold per
-    section (``section_offsets_``); ``offset_`` stays the threshold of all training clips,
-    each scored by its own section's models. ``score_samples``, ``anomaly_score``,
-    ``decision_function`` and ``predict`` then take ``section=`` too: each clip is scored by
-    its own section's models and, in ``decision_function``/``predict``, compared with its
-    section's threshold; a label not seen in ``fit`` raises a ``ValueError``. Without
-    ``section`` a clip is scored by all sections' models (its nearest section; for
-    ``KNNDetector(1)`` the same as one k-NN on all clips) against ``offset_``. In a
-    Pipeline, request ``section`` with ``set_fit_request``, ``set_decision_function_request``
-    and ``set_predict_request``; ``Pipeline.score_samples`` routes no metadata (sklearn
-    1.9), so it gives the nearest-section scores."""
+**Sections** (machine IDs). ``fit(X, section=s)`` fits one model per section (and
+domain) on a shared embedding, as the DCASE protocol does, and sets one threshold per
+section (``section_offsets_``); ``offset_`` stays the threshold of all training clips,
+each scored by its own section's models. ``score_samples``, ``anomaly_score``,
+``decision_function`` and ``predict`` then take ``section=`` too: each clip is scored by
+its own section's models and, in ``decision_function``/``predict``, compared with its
+section's threshold; a label not seen in ``fit`` raises a ``ValueError``. Without
+``section`` a clip is scored by all sections' models (its nearest section; for
+``KNNDetector(1)`` the same as one k-NN on all clips) against ``offset_``. In a
+Pipeline, request ``section`` with ``set_fit_request``, ``set_decision_function_request``
+and ``set_predict_request``; ``Pipeline.score_samples`` routes no metadata (sklearn
+1.9), so it gives the nearest-section scores."""
 
 
 def _groups(labels, n):
@@ -293,7 +295,7 @@ class _InlierDetector(BaseDetector):
         labels : ndarray of shape (n_clips,)
             1 where ``decision_function(X, section) >= 0``, else -1.
         """
-        return self._labels(*self._score(X, section))
+        return self.predict_from_scores(*self._score(X, section))
 
     def fit_predict(self, X, y=None, domain=None, section=None):
         """Fit, then label the training clips by their own section's threshold.
@@ -320,6 +322,9 @@ class _InlierDetector(BaseDetector):
         return tags
 
 
+@Substitution(
+    contamination=CONTAMINATION_DOC, input=_INPUT_DOC.format(name="KNNDetector"), domain=_DOMAIN_DOC, groups=_GROUPS_DOC
+)
 class KNNDetector(_InlierDetector):
     """k-nearest-neighbour detector: mean distance to the closest normal training clips.
 
@@ -341,13 +346,13 @@ class KNNDetector(_InlierDetector):
         Neighbour search, passed to ``NearestNeighbors``.
     n_jobs : int, default=None
         Parallel jobs of the neighbour search.
-    CONTAMINATION
+    {contamination}
 
     Attributes
     ----------
     models_ : list of NearestNeighbors
         One fitted index per (section, domain) group.
-GROUPS
+    {groups}
     offset_ : float
         Threshold of ``decision_function``, from the leave-one-out training scores.
     n_features_in_ : int
@@ -372,9 +377,9 @@ GROUPS
     for ``n_neighbors > 1``, where a target clip's k neighbours come from the few target
     clips instead of the many source clips.
 
-INPUT
+    {input}
 
-DOMAIN
+    {domain}
 
     Examples
     --------
@@ -450,6 +455,9 @@ DOMAIN
 _COVARIANCES = {"ledoit_wolf": LedoitWolf, "oas": OAS, "empirical": EmpiricalCovariance}
 
 
+@Substitution(
+    contamination=CONTAMINATION_DOC, input=_INPUT_DOC.format(name="MahalanobisDetector"), domain=_DOMAIN_DOC, groups=_GROUPS_DOC
+)
 class MahalanobisDetector(_InlierDetector):
     """Mahalanobis distance to the Gaussian of the normal training clips.
 
@@ -465,13 +473,13 @@ class MahalanobisDetector(_InlierDetector):
         pseudo-inverse where singular, which needs more clips than features to mean much),
         or a fixed shrinkage towards the scaled identity (:class:`~sklearn.covariance.ShrunkCovariance`).
         Shrinkage matters with few clips, e.g. ~10 target-domain clips.
-    CONTAMINATION
+    {contamination}
 
     Attributes
     ----------
     models_ : list of sklearn covariance estimators
         One fitted estimator (``location_``, ``precision_``) per (section, domain) group.
-GROUPS
+    {groups}
     offset_ : float
         Threshold of ``decision_function``, from the training clips' in-sample scores.
     n_features_in_ : int
@@ -487,9 +495,9 @@ GROUPS
     mean ``mu`` and precision ``P`` (not squared, as the DCASE baselines). The training
     scores behind ``offset_`` are in-sample.
 
-INPUT
+    {input}
 
-DOMAIN
+    {domain}
 
     Examples
     --------
@@ -522,6 +530,9 @@ DOMAIN
         return np.sqrt(np.maximum(model.mahalanobis(X), 0.0))
 
 
+@Substitution(
+    contamination=CONTAMINATION_DOC, input=_INPUT_DOC.format(name="GMMDetector"), domain=_DOMAIN_DOC, groups=_GROUPS_DOC
+)
 class GMMDetector(_InlierDetector):
     """Gaussian mixture of the normal training clips; anomaly score = minus log-likelihood.
 
@@ -539,13 +550,13 @@ class GMMDetector(_InlierDetector):
         EM restarts; the best is kept.
     random_state : int, RandomState instance or None, default=None
         Seed of the initialisation.
-    CONTAMINATION
+    {contamination}
 
     Attributes
     ----------
     models_ : list of GaussianMixture
         One fitted mixture per (section, domain) group.
-GROUPS
+    {groups}
     n_iter_ : int
         Most EM iterations any group's mixture ran.
     offset_ : float
@@ -560,9 +571,9 @@ GROUPS
     different sizes; with full covariances in high dimension and few target clips prefer
     ``covariance_type="diag"`` or a larger ``reg_covar``.
 
-INPUT
+    {input}
 
-DOMAIN
+    {domain}
 
     Examples
     --------
@@ -623,13 +634,3 @@ DOMAIN
 
     def _anomaly(self, model, X):
         return -model.score_samples(X)
-
-
-for _cls in (KNNDetector, MahalanobisDetector, GMMDetector):
-    _cls.__doc__ = (
-        _cls.__doc__.replace("    CONTAMINATION", "\n".join("    " + line for line in CONTAMINATION_DOC.splitlines()))
-        .replace("INPUT", _INPUT_DOC.format(name=_cls.__name__))
-        .replace("DOMAIN", _DOMAIN_DOC)
-        .replace("GROUPS", _GROUPS_DOC)
-    )
-del _cls

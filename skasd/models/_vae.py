@@ -3,41 +3,15 @@
 from numbers import Integral, Real
 
 import torch
-from sklearn.utils._param_validation import Interval
 
-from ._base import AEModule, BaseAEDetector, fill_doc
-from ._dense_ae import dense_stack, keras_init_
+from ..utils._sklearn_compat import Interval
+from ._autoencoder import BaseAEDetector, ae_docs
+from ._torch._ae_modules import _VAEModule
 
 __all__ = ["VAE"]
 
 
-class _VAEModule(AEModule):
-    """D-400-400-(mu, logvar: 20)-400-400-D, ReLU, optional batch norm."""
-
-    def __init__(self, n_inputs, batch_norm, beta, hidden=400, latent=20):
-        super().__init__()
-        self.encoder = dense_stack([n_inputs, hidden, hidden], batch_norm)
-        self.mu = torch.nn.Linear(hidden, latent)
-        self.logvar = torch.nn.Linear(hidden, latent)
-        self.decoder = torch.nn.Sequential(
-            dense_stack([latent, hidden, hidden], batch_norm), torch.nn.Linear(hidden, n_inputs)
-        )
-        self.beta, self.n_inputs, self.embed_dim = beta, n_inputs, latent
-        keras_init_(self)
-
-    def forward(self, x):
-        h = self.encoder(x.flatten(1))
-        mu, logvar = self.mu(h), self.logvar(h)
-        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if self.training else mu
-        recon = self.decoder(z).view_as(x)
-        kl = -0.5 * (1 + logvar - mu.square() - logvar.exp()).sum(1).mean()
-        return recon, self.beta * kl / self.n_inputs
-
-    def embed(self, x):
-        return self.mu(self.encoder(x.flatten(1)))
-
-
-@fill_doc(max_epochs=30, batch_size=512, window="Window", normalisation="the training log-mel's mean and standard deviation")
+@ae_docs(max_epochs=30, batch_size=512, window="Window", normalisation="the training log-mel's mean and standard deviation")
 class VAE(BaseAEDetector):
     """Variational autoencoder detector on log-mel frame windows (the report's VAE).
 

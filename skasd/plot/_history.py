@@ -3,7 +3,7 @@
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from ._scores import _final_estimator
+from ._scores import _final_estimator, _finish
 
 
 def _per_epoch(values, key, n_epochs):
@@ -96,12 +96,7 @@ class LossHistoryDisplay:
         if valid is not None:
             (self.valid_line_,) = ax.plot(epochs, valid, label="validation loss", **line_kw)
         ax.set(xlabel="Epoch", ylabel="Loss", yscale="log" if log_scale else "linear")
-        name = self.name if name is None else name
-        if name:
-            ax.set_title(name)
-        ax.legend()
-        self.ax_, self.figure_ = ax, ax.figure
-        return self
+        return _finish(self, ax, name)
 
     @classmethod
     def from_history(cls, train_loss, valid_loss=None, *, name=None, ax=None, **kwargs):

@@ -2,8 +2,9 @@
 
 import numpy as np
 from sklearn.pipeline import Pipeline
-from sklearn.utils import assert_all_finite
 from sklearn.utils.validation import check_is_fitted
+
+from ..utils._validation import check_anomaly_labels, check_scores
 
 
 def _final_estimator(estimator):
@@ -25,15 +26,21 @@ def _anomaly_score(estimator, X):
     )
 
 
+def _finish(display, ax, name, legend=True):
+    """End a display's ``plot``: the title (``name``, else the display's ``name``), the legend,
+    and the fitted ``ax_`` and ``figure_``; returns the display."""
+    name = display.name if name is None else name
+    if name:
+        ax.set_title(name)
+    if legend:
+        ax.legend()
+    display.ax_, display.figure_ = ax, ax.figure
+    return display
+
+
 def _check_scores(anomaly_score, y_true=None, *, require_both_classes=False):
-    """Validate a 1-D finite score array and optional 0/1 labels (1 = anomaly)."""
-    scores = np.asarray(anomaly_score, dtype=float)
-    if scores.ndim != 1 or scores.size == 0:
-        raise ValueError(
-            f"anomaly_score must be a non-empty 1-D array (one score per clip); "
-            f"got shape {scores.shape}."
-        )
-    assert_all_finite(scores, input_name="anomaly_score")
+    """Validate a 1-D finite score array and optional anomaly labels (1 = anomaly); ``(scores, y)``."""
+    scores = check_scores(anomaly_score, name="anomaly_score")
     if y_true is None:
         if require_both_classes:
             raise ValueError("y_true is required (1 = anomaly, 0 = normal).")
@@ -44,12 +51,7 @@ def _check_scores(anomaly_score, y_true=None, *, require_both_classes=False):
             f"y_true has shape {y.shape} but anomaly_score has shape {scores.shape}; "
             "they need one entry per clip."
         )
-    if not np.isin(y, [0, 1]).all():
-        raise ValueError(
-            "y_true must hold 1 for an anomaly and 0 for a normal clip; "
-            f"got values {np.unique(y).tolist()}."
-        )
-    y = y.astype(int)
+    y = check_anomaly_labels(y, name="y_true")
     if require_both_classes and np.unique(y).size < 2:
         raise ValueError(
             "y_true must contain both normal (0) and anomalous (1) clips; "
@@ -158,12 +160,7 @@ class ScoreHistogramDisplay:
             xlabel="Anomaly score (higher = more anomalous)",
             ylabel="Density" if density else "Number of clips",
         )
-        name = self.name if name is None else name
-        if name:
-            ax.set_title(name)
-        ax.legend()
-        self.ax_, self.figure_ = ax, ax.figure
-        return self
+        return _finish(self, ax, name)
 
     @classmethod
     def from_predictions(

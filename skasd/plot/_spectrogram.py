@@ -3,6 +3,8 @@
 import numpy as np
 from sklearn.utils import assert_all_finite
 
+from ._scores import _finish
+
 _KINDS = ("logmel", "mfcc")
 
 
@@ -127,11 +129,7 @@ class SpectrogramDisplay:
                 self.image_, ax=ax, format="%+2.0f dB" if logmel else None,
                 label="Log-mel energy (dB)" if logmel else "MFCC value",
             )
-        name = self.name if name is None else name
-        if name:
-            ax.set_title(name)
-        self.ax_, self.figure_ = ax, ax.figure
-        return self
+        return _finish(self, ax, name, legend=False)
 
     @classmethod
     def from_features(

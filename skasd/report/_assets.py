@@ -5,6 +5,7 @@ import io
 import re
 
 import numpy as np
+import soundfile as sf
 
 
 def data_uri(payload, mime):
@@ -19,8 +20,6 @@ def encode_flac(waveform, sr):
     phone versions) and, unlike a lossy codec, keeps the faint clicks and
     harmonics an engineer listens for.
     """
-    import soundfile as sf
-
     buf = io.BytesIO()
     sf.write(buf, np.clip(waveform, -1.0, 1.0), sr, format="FLAC", subtype="PCM_16")
     return buf.getvalue()

@@ -8,8 +8,15 @@ from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
+from sklearn.base import clone
+from sklearn.pipeline import Pipeline
 
-from .._io import write_text_atomic
+from .. import __version__
+from ..features._audio import load_audio
+from ..features._spectral import LogMelTransformer
+from ..metrics import dcase_report
+from ..utils._atomic import atomic_path, write_text_atomic
+from ..utils._validation import check_anomaly_labels, check_scores
 from . import _assets
 from ._template import render
 
@@ -121,7 +128,7 @@ def write_report(
             raise TypeError(f"{type(estimator).__name__} has no score_samples; pass a fitted skasd detector or "
                             "a Pipeline ending in one.")
         anomaly_score = -np.asarray(estimator.score_samples(list(clips["path"])))  # = detector.anomaly_score
-    score = _check_score(anomaly_score, n)
+    score = check_scores(anomaly_score, n, name="anomaly_score")
     if not (isinstance(top_k, (int, np.integer)) and top_k >= 1):
         raise ValueError(f"top_k must be a positive integer; got {top_k!r}.")
     if audio not in AUDIO_MODES:
@@ -186,39 +193,23 @@ def _as_frame(clips):
     return frame
 
 
-def _check_score(anomaly_score, n):
-    score = np.asarray(anomaly_score, dtype=float)
-    if score.shape != (n,):
-        raise ValueError(f"anomaly_score must hold one score per clip: {n} clips, got shape {score.shape}.")
-    bad = np.flatnonzero(~np.isfinite(score))
-    if bad.size:
-        raise ValueError(f"anomaly_score has {bad.size} NaN or infinite value(s), the first at clip {bad[0]}.")
-    return score
-
-
 def _labels(clips):
     """Float array: 1 anomaly, 0 normal, NaN unlabelled."""
-    from ..metrics._ranking import _check_labels
-
     y = np.full(len(clips), np.nan)
     if "label" in clips:
         known = clips["label"].notna().to_numpy()
         if known.any():
-            y[known] = _check_labels(clips["label"].to_numpy()[known].tolist(), name="clips['label']")
+            y[known] = check_anomaly_labels(clips["label"].to_numpy()[known].tolist(), name="clips['label']")
     return y
 
 
 def _final(estimator):
-    from sklearn.pipeline import Pipeline
-
     return estimator[-1] if isinstance(estimator, Pipeline) else estimator
 
 
 # ---------------------------------------------------------------------------------- content
 def _metrics(clips, y, score, groups, max_fpr):
     """The dcase_report table of the labelled clips as template rows, or a note why there is none."""
-    from ..metrics import dcase_report
-
     known = ~np.isnan(y)
     if not known.any():
         return None, "The clips are unlabelled: no AUC/pAUC. The ranked clips and the score histogram remain."
@@ -265,8 +256,6 @@ def _sections(score, y, threshold, top_k):
 
 def _clip_cards(path, clips, names, score, y, flagged, groups, sections, estimator, audio, plots):
     """Template sections with one card per clip; encodes each selected clip once."""
-    from .._audio import load_audio
-
     chosen = list(dict.fromkeys(int(i) for *_, idx in sections for i in idx))
     lm = _logmel_transformer(estimator)
     waves = {i: load_audio(clips["path"][i], sr=lm.sr) for i in chosen}
@@ -324,11 +313,6 @@ def _display_names(paths, data_dir):
 
 def _logmel_transformer(estimator):
     """The estimator's own LogMelTransformer step (so the images show what the model saw), else the default."""
-    from sklearn.base import clone
-    from sklearn.pipeline import Pipeline
-
-    from .._features import LogMelTransformer
-
     steps = [s for _, s in estimator.steps] if isinstance(estimator, Pipeline) else []
     for step in steps:
         if type(step) is LogMelTransformer:
@@ -347,8 +331,6 @@ def _logmel_images(lm, waves):
 
 def _write_audio_folder(path, clips, flac):
     """Write each clip's FLAC (atomically) into ``<stem>_audio/``; return relative URLs."""
-    from .._io import atomic_path
-
     folder = path.with_name(f"{path.stem}_audio")
     folder.mkdir(parents=True, exist_ok=True)
     urls = {}
@@ -388,8 +370,6 @@ def _figures(score, y, threshold, detector, max_fpr):
 
 
 def _model_info(estimator, model_path, threshold):
-    from sklearn.pipeline import Pipeline
-
     info = {"path": None if model_path is None else os.fspath(model_path), "file": None,
             "threshold": None if threshold is None else f"{threshold:.6g}", "steps": [], "epochs": None}
     if model_path is not None and Path(model_path).is_file():
@@ -437,6 +417,4 @@ def _default_title(machine_types, n):
 
 
 def _version():
-    from .. import __version__
-
     return __version__

@@ -2,11 +2,11 @@
 
 import functools
 
+import jinja2
+
 
 @functools.lru_cache(maxsize=1)
 def _environment():
-    import jinja2
-
     return jinja2.Environment(
         loader=jinja2.PackageLoader("skasd.report", "templates"),
         autoescape=True,  # every value (paths, parameters, titles) is HTML-escaped

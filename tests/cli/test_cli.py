@@ -8,9 +8,11 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from skasd._cli import build_pipeline, load_model, main, save_model, score_clips
-from skasd._experiment import write_dcase_layout
-from skasd._serialize import ARRAYS, model_info
+from skasd import ModelFileError, model_info
+from skasd.cli import CLIError, main
+from skasd.cli._commands import save_trained
+from skasd.io._container import ARRAYS
+from skasd.workflow import build_pipeline, load_model, save_model, score_clips, write_dcase_layout
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +75,7 @@ def test_train_writes_safe_format_by_default(dev_folder, trained, tmp_path):
 
 
 def test_score_streams_in_chunks_with_identical_scores(dev_folder, trained, clean_scores, tmp_path, monkeypatch):
-    from skasd._features import LogMelTransformer
+    from skasd import LogMelTransformer
 
     sizes, transform = [], LogMelTransformer.transform
     monkeypatch.setattr(LogMelTransformer, "transform", lambda self, X: sizes.append(len(X)) or transform(self, X))
@@ -154,8 +156,10 @@ def test_save_model_refuses_foreign_pipeline_in_skasd_format(tmp_path):
 
     pipe = build_pipeline("denseae", verbose=False)
     pipe.steps[-1] = ("model", IsolationForest())
-    with pytest.raises(Exception, match="IsolationForest.*or train with --format joblib"):
+    with pytest.raises(ModelFileError, match="IsolationForest.*use joblib.dump if you trust the file"):
         save_model(pipe, tmp_path / "m.skasd")
+    with pytest.raises(CLIError, match="IsolationForest.*or train with --format joblib"):
+        save_trained(pipe, tmp_path / "m.skasd")
     save_model(pipe, tmp_path / "m.joblib")  # joblib stays available for foreign estimators
 
 
@@ -218,7 +222,7 @@ def test_errors_are_one_line(dev_folder, trained, tmp_path, capsys):
 
 
 def test_console_script_no_traceback_and_debug(tmp_path):
-    exe = [sys.executable, "-m", "skasd._cli"]
+    exe = [sys.executable, "-m", "skasd.cli"]
     res = subprocess.run([*exe, "train", "--data", "/nonexistent", "--out", str(tmp_path / "m")],
                          capture_output=True, text=True)
     assert res.returncode == 1 and "Traceback" not in res.stderr

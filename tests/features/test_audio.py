@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 
 from skasd import AudioError, load_audio
-from skasd._audio import _check_clips, _load_batch
+from skasd.features._audio import _check_clips, _load_batch
 
 SR = 16000
 

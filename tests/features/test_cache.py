@@ -1,7 +1,7 @@
 """Per-clip feature cache (``cache=DIR`` of the log-mel/MFCC transformers).
 
-Clips computed are counted by wrapping the backend (``LogMelTransformer._log_mel``), which
-every feature computation goes through, cached or not.
+Clips computed are counted by wrapping the backend (``_SpectralTransformer._log_mel``, the
+base of both transformers), which every feature computation goes through, cached or not.
 """
 
 import glob
@@ -22,8 +22,9 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils.estimator_checks import check_estimator
 
 from skasd import AudioError, DenseAE, LogMelTransformer, MFCCTransformer
-from skasd._cache import FeatureCache
-from skasd._stream import FeatureStore
+from skasd.features._cache import FeatureCache
+from skasd.features._spectral import _SpectralTransformer
+from skasd import FeatureStore
 from skasd.datasets import make_machine_sounds
 from skasd.metrics import auc_scorer, pauc_scorer
 from skasd.model_selection import NormalTrainCV
@@ -39,13 +40,13 @@ def _clip_id(w):
 def computed(monkeypatch):
     """Batches passed to the feature backend, each a list of clip ids (waveform hashes)."""
     batches = []
-    backend = LogMelTransformer._log_mel
+    backend = _SpectralTransformer._log_mel
 
     def counting(self, W):
         batches.append([_clip_id(w) for w in W])
         return backend(self, W)
 
-    monkeypatch.setattr(LogMelTransformer, "_log_mel", counting)
+    monkeypatch.setattr(_SpectralTransformer, "_log_mel", counting)
     return batches
 
 
@@ -243,7 +244,7 @@ def test_errors_as_without_cache(tmp_path, sounds):
         t.transform(paths[:1] + [str(tmp_path / "missing.wav")])
     with pytest.raises(AudioError, match="clip 1: NaN"):
         t.transform(np.stack([sounds.data[0], np.full(SR, np.nan, np.float32)]))
-    with pytest.raises(ValueError, match="cache must be None or a directory path, got 3"):
+    with pytest.raises(ValueError, match="'cache' parameter of LogMelTransformer must be an instance of 'str', an instance of 'os.PathLike' or None"):
         LogMelTransformer(cache=3).fit(sounds.data[:1])
 
 
@@ -373,7 +374,7 @@ def test_lazy_store_recomputes_entries_lost_after_transform(tmp_path, computed, 
 def test_lazy_errors(tmp_path, sounds):
     with pytest.raises(ValueError, match="lazy=True reads the features back from the feature cache: set cache"):
         LogMelTransformer(lazy=True).fit(sounds.data[:1])
-    with pytest.raises(ValueError, match="lazy must be True or False"):
+    with pytest.raises(ValueError, match="'lazy' parameter of LogMelTransformer must be an instance of 'bool'"):
         LogMelTransformer(cache=tmp_path, lazy="yes").transform(sounds.data[:1])
     W = np.random.default_rng(0).uniform(-0.1, 0.1, size=(70, SR)).astype(np.float32)
     paths = _write(tmp_path / "wav", W, lengths=[SR] * 64 + [SR // 2] * 6)

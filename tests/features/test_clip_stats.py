@@ -11,8 +11,8 @@ from numpy.testing import assert_allclose
 from sklearn import config_context
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skasd._audio import AudioError
-from skasd._clip_stats import ClipStatsTransformer
+from skasd import AudioError
+from skasd import ClipStatsTransformer
 
 SR = 16000
 
@@ -83,9 +83,9 @@ def test_silent_clip_has_crest_zero_and_warns():
 
 def test_errors(tmp_path):
     W = _clips(n=2)
-    with pytest.raises(ValueError, match="n_mfcc must be an integer >= 0"):
+    with pytest.raises(ValueError, match="'n_mfcc' parameter of ClipStatsTransformer must be an int in the range \\[0, inf\\)"):
         ClipStatsTransformer(n_mfcc=-1).fit(W)
-    with pytest.raises(ValueError, match="hop_length must be an integer >= 1"):
+    with pytest.raises(ValueError, match="'hop_length' parameter of ClipStatsTransformer must be an int in the range \\[1, inf\\)"):
         ClipStatsTransformer(hop_length=0).transform(W)
     bad = W.copy()
     bad[0, 5] = np.nan

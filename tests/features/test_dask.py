@@ -9,12 +9,12 @@ import soundfile as sf
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 
-from skasd._distributed import dask_transform
-from skasd._features import LogMelTransformer
+from skasd import dask_transform
+from skasd import LogMelTransformer
 from skasd.datasets import make_machine_sounds
 from skasd.metrics import auc_scorer, pauc_scorer
 from skasd.model_selection import NormalTrainCV
-from skasd.models._dense_ae import DenseAE
+from skasd.models import DenseAE
 
 distributed = pytest.importorskip("distributed")
 dask = pytest.importorskip("dask")

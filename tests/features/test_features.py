@@ -163,13 +163,13 @@ def test_duration_param_crops_and_pads():
 @pytest.mark.parametrize(
     "params, match",
     [
-        ({"n_fft": 0}, "n_fft must be an integer"),
-        ({"hop_length": 1.5}, "hop_length must be an integer"),
-        ({"power": 0}, "power must be a positive"),
+        ({"n_fft": 0}, "'n_fft' parameter of LogMelTransformer must be an int in the range"),
+        ({"hop_length": 1.5}, "'hop_length' parameter of LogMelTransformer must be an int"),
+        ({"power": 0}, "'power' parameter of LogMelTransformer must be a float in the range"),
         ({"fmax": 9000.0}, "fmax <= sr/2"),
         ({"fmin": 500.0, "fmax": 400.0}, "fmin < fmax"),
-        ({"pad_mode": "edge"}, "pad_mode must be one of"),
-        ({"backend": "numpy"}, "backend must be one of"),
+        ({"pad_mode": "edge"}, "'pad_mode' parameter of LogMelTransformer must be a str among"),
+        ({"backend": "numpy"}, "'backend' parameter of LogMelTransformer must be a str among"),
         ({"device": "tpu"}, "device must be"),
     ],
 )
@@ -238,7 +238,7 @@ def test_torch_gpu_code_path_on_cpu():
     import librosa
     import torch
 
-    from skasd._torch_features import _constants, _log_mel_range
+    from skasd.features._torch_backend import _constants, _log_mel_range
 
     W = _machine_like(n_clips=4)
     expected = LogMelTransformer(backend="torch", device="cpu").fit_transform(W)

@@ -16,8 +16,10 @@ from sklearn.pipeline import make_pipeline
 
 import skasd
 from skasd import CNNAE, VAE, DenseAE, LogMelTransformer, MFCCTransformer
-from skasd._experiment import REPORT_ROWS
-from skasd._serialize import _SKLEARN_CLASSES, ARRAYS, MANIFEST, ModelFileError, load, model_info, save
+from skasd.workflow import REPORT_ROWS
+from skasd import ModelFileError, load, model_info, save
+from skasd.io._codec import _SKLEARN_CLASSES
+from skasd.io._container import ARRAYS, MANIFEST
 
 RNG = np.random.default_rng(0)
 X3 = RNG.normal(size=(8, 16, 40)).astype(np.float32)  # (clips, n_mels, frames)
@@ -159,7 +161,7 @@ def _export(cls, monkeypatch):
 
 
 def _fit_fusion(est):
-    from skasd.models._inlier import KNNDetector, MahalanobisDetector
+    from skasd.models import KNNDetector, MahalanobisDetector
 
     est.set_params(detectors=[("maha", MahalanobisDetector()), ("knn", KNNDetector(metric="euclidean"))])
     return est.fit(X2), X2, "score_samples"
@@ -173,7 +175,7 @@ def _fit_fusion(est):
     ("skasd.models._inlier", "GMMDetector", {"n_components": 2, "random_state": 0},
      lambda e: (e.fit(X2), X2, "score_samples")),
     ("skasd.models._fusion", "ScoreFusion", {"detectors": [], "cv": 3, "method": "rank"}, _fit_fusion),
-    ("skasd._clip_stats", "ClipStatsTransformer", {"n_mfcc": 3},
+    ("skasd.features._clip_stats", "ClipStatsTransformer", {"n_mfcc": 3},
      lambda e: (e.fit(WAVES), WAVES, "transform")),
     ("skasd.models._embedding", "ClassifierEmbedding",
      {"embed_dim": 8, "patch_frames": 16, "max_epochs": 1, "random_state": 0}, _fit_labelled),
@@ -297,8 +299,8 @@ def test_save_refuses_foreign_content(est, match, tmp_path):
 
 
 # --------------------------------------------------------------------- refusals at load
-@pytest.mark.parametrize("cls", ["os.system", "builtins.eval", "subprocess.Popen", "skasd._cli.main",
-                                 "skasd.models._base.BaseAEDetector", "skasd.load_audio"])
+@pytest.mark.parametrize("cls", ["os.system", "builtins.eval", "subprocess.Popen", "skasd.cli.main",
+                                 "skasd.models._autoencoder.BaseAEDetector", "skasd.load_audio"])
 def test_refuses_non_allowlisted_class(saved, cls, monkeypatch):
     monkeypatch.setattr(os, "system", lambda *a: pytest.fail("os.system was called"))
     edit_manifest(saved, lambda m: m["estimator"].update({"class": cls}))

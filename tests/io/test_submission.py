@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from skasd import write_submission
-from skasd._io import atomic_path, write_text_atomic
-from skasd._submission import submission_file_names
+from skasd.utils._atomic import atomic_path, write_text_atomic
+from skasd.io import submission_file_names
 
 
 def _clips(names, machine_type, groups):
@@ -45,9 +45,9 @@ def test_scores_round_trip_exactly(tmp_path):
 
 def test_refuses_non_finite_and_length_mismatch(tmp_path):
     clips = _clips(["a.wav", "b.wav"], "fan", ["id_00"] * 2)
-    with pytest.raises(ValueError, match="non-finite.*b.wav"):
+    with pytest.raises(ValueError, match="NaN or infinite.*b.wav"):
         write_submission(clips, [1.0, np.nan], tmp_path)
-    with pytest.raises(ValueError, match="1 scores for 2 clips"):
+    with pytest.raises(ValueError, match="one score per clip: 2 clips, got 1 scores"):
         write_submission(clips, [1.0], tmp_path)
     assert not list(tmp_path.iterdir())
 

@@ -55,10 +55,10 @@ def test_string_bool_and_series_labels():
     [
         ([0, 0, 0], [1, 2, 3], "only normal clips"),
         (["anomaly"] * 3, [1, 2, 3], "only anomalous clips"),
-        ([0, 1, 0], [1, np.nan, 3], r"1 NaN or infinite value\(s\) \(first at index 1\)"),
+        ([0, 1, 0], [1, np.nan, 3], r"1 NaN or infinite value\(s\), the first at clip 1"),
         ([0, 1, 0], [1, 2, np.inf], "NaN or infinite"),
-        ([0, 1, 0], [1, 2], "different lengths: 3 != 2"),
-        ([0, 1], [[1], [2]], "must be 1-D"),
+        ([0, 1, 0], [1, 2], "one score per clip: 3 clips, got 2 scores"),
+        ([0, 1], [[1], [2]], "must be a non-empty 1-D array"),
         ([[0, 1]], [1, 2], "y_true must be 1-D"),
         ([1, -1, 1], [1, 2, 3], r"1 = anomaly, 0 = normal; found values \[-1\].*predict"),
         ([0, 2, 1], [1, 2, 3], r"found values \[2\]"),
@@ -171,5 +171,5 @@ def test_report_errors(kwargs, match):
 def test_report_propagates_score_errors():
     with pytest.raises(ValueError, match="NaN or infinite"):
         dcase_report([0, 1], [np.nan, 1], ["a", "a"])
-    with pytest.raises(ValueError, match="different lengths"):
+    with pytest.raises(ValueError, match="one score per clip"):
         dcase_report([0, 1], [0, 1, 2], ["a", "a"])

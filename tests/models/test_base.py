@@ -15,7 +15,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 from skorch.callbacks import Callback
 from skorch.hf import AccelerateMixin
 
-from skasd._features import LogMelTransformer
+from skasd import LogMelTransformer
 from skasd.models import CNNAE, VAE, DenseAE
 
 PARAMS = {DenseAE: {}, VAE: {}, CNNAE: {"patch_frames": 16, "patch_hop": 8}}

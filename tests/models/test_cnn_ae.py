@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from skasd.models import CNNAE
-from skasd.models._base import _WindowDataset
+from skasd.models._torch._datasets import _WindowDataset
 
 
 def build(height=32, n_mels=128, **params):

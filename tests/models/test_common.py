@@ -18,7 +18,7 @@ from skorch.callbacks import LRScheduler
 from skorch.exceptions import DeviceWarning
 
 from skasd.models import CNNAE, VAE, DenseAE
-from skasd.models._base import _WindowDataset
+from skasd.models._torch._datasets import _WindowDataset
 
 
 def tiny(cls, **params):

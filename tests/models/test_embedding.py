@@ -20,8 +20,10 @@ from sklearn.utils.validation import validate_data
 from skasd.metrics import auc_scorer
 from skasd.model_selection import NormalTrainCV
 from skasd.models import DenseAE
-from skasd.models._embedding import _ADACOS_SCALE_RANGE, _ARC_MARGIN, _ARC_SCALE, _N_SUBCLUSTERS, ClassifierEmbedding
-from skasd.models._embedding import _AdaCosHead, _ArcFaceHead, _CropDataset
+from skasd.models import ClassifierEmbedding
+from skasd.models._torch._embedding_modules import _ADACOS_SCALE_RANGE, _ARC_MARGIN, _ARC_SCALE, _N_SUBCLUSTERS
+from skasd.models._torch._datasets import _CropDataset
+from skasd.models._torch._embedding_modules import _AdaCosHead, _ArcFaceHead
 
 N_MELS, N_FRAMES = 16, 40
 
@@ -334,3 +336,4 @@ def test_nonfinite_loss_stops_with_clear_error(data):
         est.fit(*data)
     with pytest.raises(NotFittedError):
         est.transform(data[0])
+

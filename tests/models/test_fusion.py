@@ -13,13 +13,13 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skasd._clip_stats import ClipStatsTransformer
-from skasd._features import LogMelTransformer
+from skasd import ClipStatsTransformer
+from skasd import LogMelTransformer
 from skasd.datasets import make_machine_sounds
 from skasd.metrics import auc_score, auc_scorer
 from skasd.model_selection import NormalTrainCV
-from skasd.models._fusion import ScoreFusion
-from skasd.models._inlier import GMMDetector, KNNDetector, MahalanobisDetector
+from skasd.models import ScoreFusion
+from skasd.models import GMMDetector, KNNDetector, MahalanobisDetector
 
 _OUT_OF_FOLD = (
     "with cv the threshold comes from out-of-fold training scores while predict(X_train) uses "

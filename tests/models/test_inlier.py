@@ -15,13 +15,13 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skasd._clip_stats import ClipStatsTransformer
-from skasd._features import LogMelTransformer
+from skasd import ClipStatsTransformer
+from skasd import LogMelTransformer
 from skasd.datasets import load_dcase, make_machine_sounds
 from skasd.metrics import auc_score as auc
 from skasd.metrics import dcase_report
 from skasd.models import DenseAE
-from skasd.models._inlier import GMMDetector, KNNDetector, MahalanobisDetector
+from skasd.models import GMMDetector, KNNDetector, MahalanobisDetector
 
 DETECTORS = [KNNDetector, MahalanobisDetector, GMMDetector]
 

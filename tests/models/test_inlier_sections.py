@@ -11,8 +11,8 @@ from sklearn.base import clone
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from skasd._serialize import load, save
-from skasd.models._inlier import GMMDetector, KNNDetector, MahalanobisDetector
+from skasd import load, save
+from skasd.models import GMMDetector, KNNDetector, MahalanobisDetector
 
 MAKERS = {
     "knn": lambda **kw: KNNDetector(3, metric="euclidean", **kw),
@@ -194,7 +194,7 @@ def test_integer_sections_and_persistence(data, tmp_path):
 def test_docs_pipeline_shared_embedding_per_section_knn():
     """docs/inlier.rst "Sections": one ClassifierEmbedding for all sections, routed
     machine_id/domain/section, scores from the last step on the embedding."""
-    from skasd.models._embedding import ClassifierEmbedding
+    from skasd.models import ClassifierEmbedding
 
     rng = np.random.default_rng(0)
     spectra = rng.normal(size=(3, 16, 1)) * 4 - 40

@@ -14,7 +14,7 @@ import torch
 from numpy.testing import assert_allclose, assert_array_equal
 from skorch.callbacks import Callback
 
-from skasd._features import LogMelTransformer
+from skasd import LogMelTransformer
 from skasd.models import CNNAE, VAE, DenseAE
 
 PARAMS = {DenseAE: {}, VAE: {}, CNNAE: {"patch_frames": 16, "patch_hop": 8}}

@@ -15,8 +15,8 @@ from skasd import LogMelTransformer
 from skasd.datasets import make_machine_sounds
 from skasd.metrics import auc_score, pauc_score
 from skasd.models import VAE
-from skasd.models._embedding import ClassifierEmbedding
-from skasd.models._inlier import KNNDetector
+from skasd.models import ClassifierEmbedding
+from skasd.models import KNNDetector
 
 pytestmark = pytest.mark.slow
 

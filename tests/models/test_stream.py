@@ -7,14 +7,13 @@ from numpy.testing import assert_array_equal
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 
-from skasd._cache import FeatureCache
-from skasd._features import LogMelTransformer
-from skasd._stream import FeatureStore
+from skasd import LogMelTransformer
+from skasd import FeatureStore
 from skasd.datasets import make_machine_sounds
 from skasd.metrics import pauc_scorer
 from skasd.model_selection import NormalTrainCV
 from skasd.models import CNNAE, VAE, DenseAE
-from skasd.models._base import _ClipStream
+from skasd.models._torch._datasets import _ClipStream
 
 PARAMS = {DenseAE: {}, VAE: {}, CNNAE: {"patch_frames": 8, "patch_hop": 4}}
 
@@ -138,8 +137,7 @@ def test_store_input_errors(store, tmp_path):
     with pytest.raises(ValueError, match=r"at least 20 frames.*n_frames=16"):
         tiny(CNNAE, patch_frames=20).fit(small)
     # a tampered entry holding NaN (valid key, shape and CRC): refused, never a NaN score
-    t = store._transformer
-    cache = FeatureCache(t.cache, t._cache_params())
+    cache = store._cache
     key = store._keys[3]
     bad = store[3].copy()
     bad[0, 0] = np.nan

@@ -268,9 +268,9 @@ def test_roc_from_estimator_prefers_anomaly_score():
     "y_true, scores, match",
     [
         ([0, 0, 0], [0.1, 0.2, 0.3], r"both normal \(0\) and anomalous \(1\)"),
-        ([1, -1, 1], [0.1, 0.2, 0.3], r"1 for an anomaly and 0 .* got values \[-1, 1\]"),
+        ([1, -1, 1], [0.1, 0.2, 0.3], r"1 = anomaly, 0 = normal; found values \[-1\]"),
         ([0, 1], [0.1, 0.2, 0.3], "one entry per clip"),
-        ([0, 1, 1], [0.1, np.nan, 0.3], "anomaly_score contains NaN"),
+        ([0, 1, 1], [0.1, np.nan, 0.3], "anomaly_score contains 1 NaN"),
         ([0, 1], [[0.1, 0.2], [0.3, 0.4]], "1-D array"),
     ],
 )

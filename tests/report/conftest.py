@@ -8,8 +8,8 @@ def scored(tmp_path_factory):
     """Generated DCASE 2020 folder (2 IDs, 1 s clips), a DenseAE pipeline fitted on its train split,
     saved and loaded as the CLI does, and the test split's scores and decisions."""
     pytest.importorskip("matplotlib")
-    from skasd._cli import build_pipeline, load_model, save_model, score_clips
-    from skasd._experiment import write_dcase_layout
+    from skasd.workflow import build_pipeline, load_model, save_model, score_clips
+    from skasd.workflow import write_dcase_layout
     from skasd.datasets import make_machine_sounds
 
     root = tmp_path_factory.mktemp("gen")

@@ -11,8 +11,8 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from skasd._audio import load_audio  # noqa: E402
-from skasd._cli import build_pipeline, score_clips  # noqa: E402
+from skasd import load_audio  # noqa: E402
+from skasd.workflow import build_pipeline, score_clips  # noqa: E402
 from skasd.datasets import load_dcase  # noqa: E402
 from skasd.metrics import dcase_report  # noqa: E402
 from skasd.report import _html, write_report  # noqa: E402

@@ -7,8 +7,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import sklearn
+import soundfile as sf
 from sklearn.base import clone
-from sklearn.pipeline import Pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
+
+from .. import models
+from ..datasets import load_dcase, make_machine_sounds
+from ..features._spectral import LogMelTransformer
+from ..io._submission import write_submission
+from ..metrics import dcase_report
+from ..model_selection import DCASESplit, NormalTrainCV
+from ._pipeline import build_pipeline
+from ._scoring import load_clips, score_clips
+
+__all__ = ["REPORT_ROWS", "report_models", "reproduce_report", "run_demo", "write_dcase_layout", "write_plots"]
 
 # (row name, detector factory, published (AUC, pAUC) mean over slider IDs 00/02/04 or None)
 REPORT_ROWS = (
@@ -23,12 +35,7 @@ REPORT_ROWS = (
 
 def _embedding_knn():
     """ClassifierEmbedding (classes: the machine IDs, routed as ``machine_id``) + 1-NN."""
-    from sklearn.pipeline import make_pipeline
-
-    from .models._embedding import ClassifierEmbedding
-    from .models._inlier import KNNDetector
-
-    return make_pipeline(ClassifierEmbedding().set_fit_request(machine_id=True), KNNDetector())
+    return make_pipeline(models.ClassifierEmbedding().set_fit_request(machine_id=True), models.KNNDetector())
 
 
 # Beyond the report: the state-of-the-art family, trained with the machine ID of every
@@ -47,11 +54,9 @@ def report_models(params=None, random_state=0, verbose=False):
     embedding pipelines to each step that has the parameter. Build and fit the embedding
     pipelines under ``sklearn.config_context(enable_metadata_routing=True)``.
     """
-    import skasd
-
     rows = {}
     for name, make, published in REPORT_ROWS:
-        est = make(skasd).set_params(random_state=random_state, verbose=int(verbose))
+        est = make(models).set_params(random_state=random_state, verbose=int(verbose))
         rows[name] = (est.set_params(**(params or {})), published)
     for name, make, published in EMBEDDING_ROWS:
         pipe = make()
@@ -64,8 +69,6 @@ def report_models(params=None, random_state=0, verbose=False):
 
 def _splits(clips, y, n_splits, random_state):
     """The dataset's own train/test split when every ID has both classes in test, else normal-only CV."""
-    from .model_selection import DCASESplit, NormalTrainCV
-
     test = clips["split"] == "test"
     if test.any() and all(
         set(y[(test & (clips["section_or_id"] == g)).to_numpy()]) == {0, 1}
@@ -98,10 +101,6 @@ def reproduce_report(data, machine_type=None, n_splits=5, params=None, random_st
         One row per detector: AUC and pAUC per ID, their means, training time
         in seconds (summed over folds) and the report's published means.
     """
-    from ._cli import load_clips
-    from ._features import LogMelTransformer
-    from .metrics import dcase_report
-
     clips = load_clips(data, machine_type)
     clips = clips[clips["label"].notna()].reset_index(drop=True)
     y = (clips["label"] == "anomaly").to_numpy(int)
@@ -147,10 +146,6 @@ def write_dcase_layout(bunch, root, machine_type="machine", n_train=None):
     Per machine ID the first ``n_train`` normals go to ``train/`` (default:
     all but as many as there are anomalies), the rest and all anomalies to ``test/``.
     """
-    import soundfile as sf
-
-    from .datasets import load_dcase
-
     root = Path(root) / machine_type
     for sub in ("train", "test"):
         (root / sub).mkdir(parents=True, exist_ok=True)
@@ -172,11 +167,6 @@ def run_demo(out="skasd-demo", max_epochs=10, verbose=True):
     layout (``data/``), the submission files (``submission/``) and, when
     matplotlib is installed, plots (``plots/``).
     """
-    from ._cli import build_pipeline, score_clips
-    from ._submission import write_submission
-    from .datasets import make_machine_sounds
-    from .metrics import dcase_report
-
     out = Path(out)
     say = print if verbose else (lambda *a, **k: None)
     bunch = make_machine_sounds(n_normal=40, n_anomaly=10, machine_ids=("id_00", "id_02"), random_state=0)
@@ -220,12 +210,10 @@ def write_plots(out, pipe, y, score, features):
     Without matplotlib, warns (``pip install 'skasd[plot]'``) and writes nothing.
     """
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure
 
-        from .plot import LossHistoryDisplay, RocDisplay, ScoreHistogramDisplay, plot_clips
+        from ..plot import LossHistoryDisplay, RocDisplay, ScoreHistogramDisplay, plot_clips
     except ImportError:
         warnings.warn("matplotlib is not installed (pip install 'skasd[plot]'): no plots written")
         return []
@@ -233,20 +221,25 @@ def write_plots(out, pipe, y, score, features):
     out.mkdir(parents=True, exist_ok=True)
     detector = pipe[-1]
     order = np.argsort(score)
+
+    def axes():  # a figure outside pyplot: no backend needed (plot_clips draws through pyplot's)
+        return Figure().subplots()
+
     plots = {
-        "scores.png": lambda: ScoreHistogramDisplay.from_predictions(score, y_true=y, threshold=-detector.offset_)
-        .figure_,
-        "loss.png": lambda: LossHistoryDisplay.from_estimator(detector).figure_,
+        "scores.png": lambda: ScoreHistogramDisplay.from_predictions(
+            score, y_true=y, threshold=-detector.offset_, ax=axes()
+        ).figure_,
+        "loss.png": lambda: LossHistoryDisplay.from_estimator(detector, ax=axes()).figure_,
         "spectrograms.png": lambda: plot_clips(
             features[order[:1]], features[order[-1:]], titles=("Most normal clip", "Most anomalous clip")
         )[0, 0].figure_,
     }
     if y is not None and len(set(y)) == 2:
-        plots["roc.png"] = lambda: RocDisplay.from_predictions(y, score).figure_
+        plots["roc.png"] = lambda: RocDisplay.from_predictions(y, score, ax=axes()).figure_
     written = []
     for fname, draw in sorted(plots.items()):
         figure = draw()
         figure.savefig(out / fname, dpi=100)
-        plt.close(figure)
+        plt.close(figure)  # a no-op for a figure outside pyplot
         written.append(out / fname)
     return written

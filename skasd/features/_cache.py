@@ -8,7 +8,7 @@ Layout: ``<cache>/logmel-v<FORMAT>-<digest of the feature parameters>/`` holds a
   contents would read every file, and reading is most of the cost of decoding), or
 - a waveform's float32 samples, as the features see them.
 
-Entries are written to a temporary file and renamed into place (:func:`skasd._io.atomic_path`),
+Entries are written to a temporary file and renamed into place (``atomic_path``),
 so parallel workers only ever see whole entries. The ``.npz`` (zip) format stores a CRC-32
 that numpy's loader checks, so a truncated, corrupt, foreign or wrong-shape entry is detected,
 recomputed and overwritten, with one warning naming the entries.
@@ -23,8 +23,10 @@ import zlib
 
 import numpy as np
 
-from ._audio import AudioError, _check_clips, _listing
-from ._io import atomic_path, write_text_atomic
+from ..exceptions import AudioError
+from ..utils._atomic import atomic_path, write_text_atomic
+from ..utils._validation import listing
+from ._audio import _check_clips
 
 # Bump when what an entry holds changes (feature code, layout): old entries are then ignored.
 FORMAT_VERSION = 1
@@ -111,7 +113,7 @@ def cached_features(directory, params, X, *, load, compute, n_rows, n_frames=Non
     X : list of paths, list of 1-D arrays, or 2-D array of waveforms
     load : callable
         ``load(X)`` -> float32 ``(n_clips, n_samples)``: the transformer's own decoding and
-        validation (``skasd._audio._load_batch`` with its parameters).
+        validation (``_load_batch`` with its parameters).
     compute : callable
         ``compute(W)`` -> float32 ``(n_clips, n_rows, n_frames)``: the feature backend.
     n_rows, n_frames : int, int or None
@@ -164,7 +166,7 @@ def cached_features(directory, params, X, *, load, compute, n_rows, n_frames=Non
         if failed:
             warnings.warn(
                 f"could not write {len(failed)} feature cache entr{'y' if len(failed) == 1 else 'ies'} "
-                f"under {cache.root}: {_listing(failed)}",
+                f"under {cache.root}: {listing(failed)}",
                 UserWarning,
                 stacklevel=3,
             )
@@ -256,7 +258,7 @@ def fill_cache(directory, params, X, *, load, compute, n_rows, n_frames=None, ch
     if failed:
         warnings.warn(
             f"could not write {len(failed)} feature cache entr{'y' if len(failed) == 1 else 'ies'} under "
-            f"{cache.root} (they are recomputed whenever read): {_listing(failed)}",
+            f"{cache.root} (they are recomputed whenever read): {listing(failed)}",
             UserWarning,
             stacklevel=3,
         )
@@ -266,7 +268,7 @@ def fill_cache(directory, params, X, *, load, compute, n_rows, n_frames=None, ch
 def _warn_damaged(damaged, stacklevel=4):
     warnings.warn(
         f"{len(damaged)} feature cache entr{'y is' if len(damaged) == 1 else 'ies are'} corrupt, "
-        f"truncated or of the wrong shape; recomputing: {_listing(damaged)}",
+        f"truncated or of the wrong shape; recomputing: {listing(damaged)}",
         UserWarning,
         stacklevel=stacklevel,
     )

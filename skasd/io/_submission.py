@@ -1,10 +1,14 @@
-"""Official DCASE submission files: anomaly scores and decisions per machine ID / section."""
+"""DCASE output files: the official submission files (anomaly scores and decisions per machine
+ID / section) and the baseline's ``result.csv`` (AUC / pAUC per ID / section)."""
 
 from pathlib import Path
 
 import numpy as np
 
-from ._io import write_text_atomic
+from ..utils._atomic import write_text_atomic
+from ..utils._validation import check_scores
+
+__all__ = ["result_csv", "submission_file_names", "write_submission"]
 
 
 def submission_file_names(machine_type, section_or_id):
@@ -50,12 +54,7 @@ def write_submission(clips, anomaly_score, out_dir, decision=None):
     written : list of pathlib.Path
         The files written.
     """
-    score = np.asarray(anomaly_score, dtype=float)
-    if len(score) != len(clips):
-        raise ValueError(f"{len(score)} scores for {len(clips)} clips")
-    if not np.all(np.isfinite(score)):
-        bad = list(clips["path"].iloc[np.flatnonzero(~np.isfinite(score))[:5]])
-        raise ValueError(f"non-finite anomaly scores for {bad}; refusing to write a submission")
+    score = check_scores(anomaly_score, len(clips), name="anomaly_score", names=list(clips["path"]))
     flag = None if decision is None else (np.asarray(decision) == -1).astype(int)
     names = clips["path"].map(lambda p: Path(p).name).to_numpy()
     out_dir = Path(out_dir)
@@ -70,3 +69,23 @@ def write_submission(clips, anomaly_score, out_dir, decision=None):
             write_text_atomic(out_dir / decision_name, lines)
             written.append(out_dir / decision_name)
     return written
+
+
+def result_csv(reports):
+    """The DCASE baseline's ``result.csv`` text from ``{machine_type: dcase_report}``.
+
+    Per machine type: its name, the header ``id,AUC,pAUC`` (``section,AUC,pAUC`` for DCASE
+    2021+ sections), one row per ID / section and ``Average`` (the arithmetic mean row).
+    """
+    lines = []
+    for mtype, rep in reports.items():
+        kind = "id" if str(rep.index[0]).startswith("id_") else "section"
+        lines += [mtype, f"{kind},AUC,pAUC"]
+        for group, row in rep.iterrows():
+            values = f"{float(row['AUC'])!r},{float(row['pAUC'])!r}"
+            if group == "arithmetic mean":
+                lines.append(f"Average,{values}")
+            elif group != "harmonic mean":
+                lines.append(f"{str(group).split('_', 1)[1]},{values}")
+        lines.append("")
+    return "\n".join(lines)

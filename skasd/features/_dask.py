@@ -46,7 +46,7 @@ def dask_transform(transformer, X, *, client=None, chunk_size=256):
     >>> import numpy as np
     >>> from distributed import Client, LocalCluster
     >>> from skasd import LogMelTransformer
-    >>> from skasd._distributed import dask_transform
+    >>> from skasd import dask_transform
     >>> X = np.random.default_rng(0).uniform(-0.1, 0.1, size=(6, 16000))  # six 1 s clips
     >>> with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster, \\
     ...         Client(cluster) as client:

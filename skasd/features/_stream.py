@@ -5,9 +5,8 @@ import warnings
 from numbers import Integral
 
 import numpy as np
-from sklearn.base import clone
 
-from ._audio import _listing
+from ..utils._validation import listing
 
 __all__ = ["FeatureStore"]
 
@@ -66,21 +65,17 @@ class FeatureStore:
     dtype = np.dtype(np.float32)
     ndim = 3
 
-    def __init__(self, transformer, cache, keys, sources, n_frames, index=None):
-        self._transformer = transformer
+    def __init__(self, cache, keys, sources, n_frames, *, steps, index=None):
+        # cache, keys, sources, n_frames: what fill_cache returned; steps: the transformer's
+        # decoding, log-mel and output steps (to recompute a lost entry and to finish what is read)
         self._cache = cache
         self._keys = keys
         self._sources = sources
         self._n_frames = n_frames
+        self._steps = steps
         self._index = np.arange(len(keys)) if index is None else index
-        self._n_rows = transformer.n_mels
-        self.shape = (len(self._index), transformer._n_bands_out(), n_frames)
-
-    @classmethod
-    def _from_transformer(cls, transformer, fill):
-        """``fill`` = :func:`skasd._cache.fill_cache` results for a copy of ``transformer``."""
-        cache, keys, sources, n_frames = fill
-        return cls(clone(transformer), cache, keys, sources, n_frames)
+        self._n_rows = steps.n_rows
+        self.shape = (len(self._index), steps.n_bands, n_frames)
 
     def __len__(self):
         return self.shape[0]
@@ -95,8 +90,8 @@ class FeatureStore:
     def subset(self, indices):
         """A store of the clips ``indices`` (integers or a boolean mask), reading nothing."""
         return FeatureStore(
-            self._transformer, self._cache, self._keys, self._sources, self._n_frames,
-            self._index[self._positions(indices)],
+            self._cache, self._keys, self._sources, self._n_frames, steps=self._steps,
+            index=self._index[self._positions(indices)],
         )
 
     def _positions(self, key):
@@ -151,7 +146,7 @@ class FeatureStore:
                 out[j] = a
         if redo:
             self._recompute(rows, redo, out, problems)
-        return self._transformer._finish(out)
+        return self._steps.finish(out)
 
     def _name(self, r):
         return os.fspath(self._sources[r]) if isinstance(self._sources, list) else f"clip {r}"
@@ -159,14 +154,13 @@ class FeatureStore:
     def _recompute(self, rows, redo, out, problems):
         warnings.warn(
             f"recomputing {len(redo)} clip(s) whose feature cache entries are missing or damaged: "
-            f"{_listing(problems)}",
+            f"{listing(problems)}",
             UserWarning,
             stacklevel=4,
         )
         src = [rows[j] for j in redo]
-        t = self._transformer
-        W = t._load([self._sources[r] for r in src]) if isinstance(self._sources, list) else self._sources[src]
-        F = t._log_mel(W)
+        W = self._steps.load([self._sources[r] for r in src]) if isinstance(self._sources, list) else self._sources[src]
+        F = self._steps.compute(W)
         if F.shape[1:] != out.shape[1:]:
             raise ValueError(
                 f"the features of {self._name(src[0])} now have shape {F.shape[1:]}, not {out.shape[1:]} "

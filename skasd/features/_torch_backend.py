@@ -1,10 +1,11 @@
 """torch backend of the log-mel transformers: framed ``rfft`` + sparse mel matmul, in chunks.
 
-Imported lazily by :mod:`skasd._features` (``backend="torch"``), so ``import skasd`` does
-not import torch. It computes what :func:`librosa.feature.melspectrogram` computes, in
-float32: the same periodic Hann window, the same padding of centred frames (zeros by
-default, as librosa 0.11; ``torch.stft`` would reflect unless told), the same librosa mel
-filter matrix, and numpy's log10 as in librosa users' code.
+It computes what :func:`librosa.feature.melspectrogram` computes, in float32: the same
+periodic Hann window, the same padding of centred frames (zeros by default, as librosa 0.11;
+``torch.stft`` would reflect unless told), the same librosa mel filter matrix, and numpy's
+log10 as in librosa users' code. torch is imported inside the
+functions (at the first ``backend="torch"`` transform), so importing the feature transformers
+does not import it.
 
 Why it is built this way (CPU, 2 cores shared with other jobs; see ``benchmarks/README.md``):
 
@@ -23,37 +24,12 @@ Why it is built this way (CPU, 2 cores shared with other jobs; see ``benchmarks/
 import sys
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 
 import numpy as np
 
 # Clips per step: one on CPU (see above); GPUs want large batches.
 _CPU_CHUNK = 1
 _CUDA_CHUNK = 64
-
-
-@contextmanager
-def _torch_threads(n):
-    """Temporarily set torch's intra-op thread count."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _resolve_device(device):
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}") from e
 
 
 def _log_mel_range(x, out, basis, win, *, chunk, device, power, n_fft, hop_length, center, pad_mode):
@@ -133,7 +109,9 @@ def log_mel_torch(W, *, mel_basis, window, n_fft, hop_length, power, center, pad
     """
     import torch
 
-    device = _resolve_device(device)
+    from ..utils._torch_compat import resolve_device, torch_threads
+
+    device = resolve_device(device)
     n_samples = W.shape[1]
     if center and pad_mode == "reflect" and n_samples <= n_fft // 2:
         raise ValueError(f"pad_mode='reflect' needs clips longer than n_fft // 2 = {n_fft // 2} samples")
@@ -151,7 +129,7 @@ def log_mel_torch(W, *, mel_basis, window, n_fft, hop_length, power, center, pad
     bounds = np.linspace(0, W.shape[0], n_workers + 1).astype(int)
     # Everything, constants included, runs single-threaded: one multi-threaded op just before
     # the workers start would leave an OpenMP thread spinning, stealing a core from them.
-    with _torch_threads(1), ThreadPoolExecutor(n_workers) as pool:
+    with torch_threads(1), ThreadPoolExecutor(n_workers) as pool:
         basis, win = _constants(mel_basis, window, device)
         jobs = [
             pool.submit(

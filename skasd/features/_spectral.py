@@ -1,37 +1,174 @@
-"""Log-mel and MFCC feature transformers (scikit-learn API), with a librosa and a torch backend."""
+"""Log-mel and MFCC feature transformers (scikit-learn API), with a librosa and a torch backend.
+
+:class:`LogMelTransformer` and :class:`MFCCTransformer` are siblings on one private base,
+``_SpectralTransformer``: decoding, the log-mel computation (either backend), the feature cache
+and lazy :class:`~skasd.FeatureStore` output are the base's; each class only finishes the
+log-mel (the identity, or the DCT of the MFCCs).
+"""
 
 import os
 import sys
 from functools import lru_cache
 from numbers import Integral, Real
 
+import librosa
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
+from scipy.fft import dct
+from sklearn.base import clone
 from threadpoolctl import threadpool_limits
 
-from ._audio import _check_clips, _load_batch, _n_samples
+from ..utils._sklearn_compat import Interval, StrOptions
+from ._audio import _load_batch, _n_samples
+from ._base import ClipTransformer
 from ._cache import cached_features, fill_cache
+from ._stream import FeatureStore
+from ._torch_backend import log_mel_torch
 
 __all__ = ["LogMelTransformer", "MFCCTransformer"]
-
-_BACKENDS = ("auto", "librosa", "torch")
-_PAD_MODES = ("constant", "reflect")
 
 
 @lru_cache(maxsize=8)
 def _mel_basis(**params):
     """librosa's mel filter matrix (float32), cached: it takes ~1 ms to build. Do not modify."""
-    import librosa
-
     return librosa.filters.mel(**params)
 
 
-def _check_int(name, value, low=1):
-    if not isinstance(value, Integral) or isinstance(value, bool) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+class _SpectralTransformer(ClipTransformer, auto_wrap_output_keys=None):
+    """Base of the log-mel feature transformers (not for direct use).
+
+    Subclasses declare their ``__init__`` and implement ``_finish(logmel)`` (their output from
+    stacked log-mels) and ``_n_bands_out()``.
+    """
+
+    _parameter_constraints = {
+        "sr": [Interval(Integral, 1, None, closed="left")],
+        "n_fft": [Interval(Integral, 1, None, closed="left")],
+        "hop_length": [Interval(Integral, 1, None, closed="left")],
+        "n_mels": [Interval(Integral, 1, None, closed="left")],
+        "power": [Interval(Real, 0, None, closed="neither")],
+        "fmin": [Real],
+        "fmax": [Real, None],
+        "center": ["boolean"],
+        "pad_mode": [StrOptions({"constant", "reflect"})],
+        "duration": [Real, None],
+        "backend": [StrOptions({"auto", "librosa", "torch"})],
+        "device": "no_validation",  # read by the torch backend (resolve_device)
+        "n_jobs": [Integral, None],
+        "verbose": ["verbose"],
+        "cache": [str, os.PathLike, None],
+        "lazy": ["boolean"],
+    }
+
+    def _check_params(self):
+        """Validate the parameters, alone (``_parameter_constraints``) and together."""
+        self._validate_params()
+        fmax = self.sr / 2 if self.fmax is None else self.fmax
+        if not 0 <= self.fmin < fmax <= self.sr / 2:
+            raise ValueError(
+                f"need 0 <= fmin < fmax <= sr/2 = {self.sr / 2:g} Hz, "
+                f"got fmin={self.fmin!r}, fmax={self.fmax!r}"
+            )
+        if self.lazy and self.cache is None:
+            raise ValueError("lazy=True reads the features back from the feature cache: set cache=DIR too")
+
+    def _transform(self, X):
+        self._check_params()
+        if self.cache is None:
+            return self._finish(self._log_mel(self._load(X)))
+        n = _n_samples(self.duration, self.sr)
+        if n is None:
+            n_frames = None
+        elif self.center:
+            n_frames = 1 + n // self.hop_length
+        else:
+            n_frames = 1 + (n - self.n_fft) // self.hop_length if n >= self.n_fft else None
+        args = (self.cache, self._cache_params(), X)
+        kwargs = dict(load=self._load, compute=self._log_mel, n_rows=self.n_mels, n_frames=n_frames)
+        if self.lazy:
+            return FeatureStore(*fill_cache(*args, **kwargs), steps=_StoreSteps(clone(self)))
+        return self._finish(cached_features(*args, **kwargs))
+
+    def _load(self, X):
+        """Decode/validate clips into a float32 ``(n_clips, n_samples)`` array at ``sr``."""
+        return _load_batch(X, sr=self.sr, duration=self.duration, n_jobs=self.n_jobs, verbose=self.verbose)
+
+    def _cache_params(self):
+        """What the stored log-mel depends on, normalised (``power`` 2 == 2.0, ``fmax`` None == sr/2)."""
+        return {
+            "features": "logmel",
+            "sr": int(self.sr),
+            "n_fft": int(self.n_fft),
+            "hop_length": int(self.hop_length),
+            "n_mels": int(self.n_mels),
+            "power": float(self.power),
+            "fmin": float(self.fmin),
+            "fmax": float(self.sr / 2 if self.fmax is None else self.fmax),
+            "center": bool(self.center),
+            "pad_mode": self.pad_mode if self.center else None,
+            "n_samples": _n_samples(self.duration, self.sr),
+        }
+
+    def fit_transform(self, X, y=None):
+        """Same as :meth:`transform` (nothing is learned), checking ``X`` only once.
+
+        Parameters
+        ----------
+        X : list of paths, list of 1-D arrays, or array of shape (n_clips, n_samples)
+        y : ignored
+
+        Returns
+        -------
+        ndarray of float32, shape (n_clips, n_bands, n_frames)
+        """
+        return self.transform(X)
+
+    def _log_mel(self, W):
+        stft_args = dict(
+            n_fft=self.n_fft, hop_length=self.hop_length, center=self.center, pad_mode=self.pad_mode
+        )
+        mel_args = dict(sr=self.sr, n_mels=self.n_mels, fmin=self.fmin, fmax=self.fmax)
+        if self.backend == "librosa":
+            # One clip per call, so results do not depend on the batch (BLAS blocking would), with
+            # single-threaded BLAS: its threads stall when the CPU is shared (64 clips: 2.5 s vs 0.35 s).
+            with threadpool_limits(1, user_api="blas"):
+                mel = np.stack([
+                    librosa.feature.melspectrogram(y=w, power=self.power, **stft_args, **mel_args)
+                    for w in W
+                ])
+            return (20.0 / self.power * np.log10(mel + sys.float_info.epsilon)).astype(np.float32, copy=False)
+        return log_mel_torch(
+            W,
+            mel_basis=_mel_basis(n_fft=self.n_fft, **mel_args),
+            window=librosa.filters.get_window("hann", self.n_fft, fftbins=True),
+            power=self.power,
+            device=self.device,
+            **stft_args,
+        )
 
 
-class LogMelTransformer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
+class _StoreSteps:
+    """What a :class:`~skasd.FeatureStore` needs of the transformer that made it: decode clips
+    (``load``), compute their log-mel (``compute``), turn stored log-mels into the output
+    (``finish``), and the bands stored (``n_rows``) and returned (``n_bands``) per clip.
+
+    Holds a copy of the transformer, so the store keeps its settings and pickles small.
+    """
+
+    def __init__(self, transformer):
+        self.transformer = transformer
+        self.n_rows, self.n_bands = transformer.n_mels, transformer._n_bands_out()
+
+    def load(self, X):
+        return self.transformer._load(X)
+
+    def compute(self, W):
+        return self.transformer._log_mel(W)
+
+    def finish(self, logmel):
+        return self.transformer._finish(logmel)
+
+
+class LogMelTransformer(_SpectralTransformer, auto_wrap_output_keys=None):
     """Log-mel spectrograms of audio clips, the DCASE 2020 baseline's features.
 
     ``20 / power * log10(mel + sys.float_info.epsilon)`` of the mel power spectrogram
@@ -183,46 +320,6 @@ class LogMelTransformer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         self.cache = cache
         self.lazy = lazy
 
-    def _check_params(self):
-        for name in ("sr", "n_fft", "hop_length", "n_mels"):
-            _check_int(name, getattr(self, name))
-        if not isinstance(self.power, Real) or not self.power > 0:
-            raise ValueError(f"power must be a positive number, got {self.power!r}")
-        fmax = self.sr / 2 if self.fmax is None else self.fmax
-        numbers = isinstance(self.fmin, Real) and isinstance(fmax, Real)
-        if not (numbers and 0 <= self.fmin < fmax <= self.sr / 2):
-            raise ValueError(
-                f"need 0 <= fmin < fmax <= sr/2 = {self.sr / 2:g} Hz, "
-                f"got fmin={self.fmin!r}, fmax={self.fmax!r}"
-            )
-        if self.pad_mode not in _PAD_MODES:
-            raise ValueError(f"pad_mode must be one of {_PAD_MODES}, got {self.pad_mode!r}")
-        if self.backend not in _BACKENDS:
-            raise ValueError(f"backend must be one of {_BACKENDS}, got {self.backend!r}")
-        if self.cache is not None and not isinstance(self.cache, (str, os.PathLike)):
-            raise ValueError(f"cache must be None or a directory path, got {self.cache!r}")
-        if self.lazy not in (True, False):
-            raise ValueError(f"lazy must be True or False, got {self.lazy!r}")
-        if self.lazy and self.cache is None:
-            raise ValueError("lazy=True reads the features back from the feature cache: set cache=DIR too")
-
-    def fit(self, X, y=None):
-        """Check the parameters; nothing is learned.
-
-        Parameters
-        ----------
-        X : list of paths, list of 1-D arrays, or array of shape (n_clips, n_samples)
-            Checked for its form (and waveforms for NaN/inf); files are not read.
-        y : ignored
-
-        Returns
-        -------
-        self : LogMelTransformer
-        """
-        self._check_params()
-        _check_clips(X)
-        return self
-
     def transform(self, X):
         """Compute the log-mel spectrogram of every clip.
 
@@ -236,27 +333,7 @@ class LogMelTransformer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         ndarray of float32, shape (n_clips, n_mels, n_frames), or FeatureStore
             A :class:`~skasd.FeatureStore` of that shape with ``lazy=True``.
         """
-        self._check_params()
-        if self.cache is None:
-            return self._finish(self._log_mel(self._load(X)))
-        n = _n_samples(self.duration, self.sr)
-        if n is None:
-            n_frames = None
-        elif self.center:
-            n_frames = 1 + n // self.hop_length
-        else:
-            n_frames = 1 + (n - self.n_fft) // self.hop_length if n >= self.n_fft else None
-        args = (self.cache, self._cache_params(), X)
-        kwargs = dict(load=self._load, compute=self._log_mel, n_rows=self.n_mels, n_frames=n_frames)
-        if self.lazy:
-            from ._stream import FeatureStore
-
-            return FeatureStore._from_transformer(self, fill_cache(*args, **kwargs))
-        return self._finish(cached_features(*args, **kwargs))
-
-    def _load(self, X):
-        """Decode/validate clips into a float32 ``(n_clips, n_samples)`` array at ``sr``."""
-        return _load_batch(X, sr=self.sr, duration=self.duration, n_jobs=self.n_jobs, verbose=self.verbose)
+        return self._transform(X)
 
     def _finish(self, logmel):
         """This transformer's output from stacked log-mels (the identity here)."""
@@ -265,72 +342,8 @@ class LogMelTransformer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
     def _n_bands_out(self):
         return self.n_mels
 
-    def _cache_params(self):
-        """What the stored log-mel depends on, normalised (``power`` 2 == 2.0, ``fmax`` None == sr/2)."""
-        return {
-            "features": "logmel",
-            "sr": int(self.sr),
-            "n_fft": int(self.n_fft),
-            "hop_length": int(self.hop_length),
-            "n_mels": int(self.n_mels),
-            "power": float(self.power),
-            "fmin": float(self.fmin),
-            "fmax": float(self.sr / 2 if self.fmax is None else self.fmax),
-            "center": bool(self.center),
-            "pad_mode": self.pad_mode if self.center else None,
-            "n_samples": _n_samples(self.duration, self.sr),
-        }
 
-    def fit_transform(self, X, y=None):
-        """Same as :meth:`transform` (nothing is learned), checking ``X`` only once.
-
-        Parameters
-        ----------
-        X : list of paths, list of 1-D arrays, or array of shape (n_clips, n_samples)
-        y : ignored
-
-        Returns
-        -------
-        ndarray of float32, shape (n_clips, n_bands, n_frames)
-        """
-        return self.transform(X)
-
-    def _log_mel(self, W):
-        import librosa
-
-        stft_args = dict(
-            n_fft=self.n_fft, hop_length=self.hop_length, center=self.center, pad_mode=self.pad_mode
-        )
-        mel_args = dict(sr=self.sr, n_mels=self.n_mels, fmin=self.fmin, fmax=self.fmax)
-        if self.backend == "librosa":
-            # One clip per call, so results do not depend on the batch (BLAS blocking would), with
-            # single-threaded BLAS: its threads stall when the CPU is shared (64 clips: 2.5 s vs 0.35 s).
-            with threadpool_limits(1, user_api="blas"):
-                mel = np.stack([
-                    librosa.feature.melspectrogram(y=w, power=self.power, **stft_args, **mel_args)
-                    for w in W
-                ])
-            return (20.0 / self.power * np.log10(mel + sys.float_info.epsilon)).astype(np.float32, copy=False)
-        from ._torch_features import log_mel_torch
-
-        return log_mel_torch(
-            W,
-            mel_basis=_mel_basis(n_fft=self.n_fft, **mel_args),
-            window=librosa.filters.get_window("hann", self.n_fft, fftbins=True),
-            power=self.power,
-            device=self.device,
-            **stft_args,
-        )
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.requires_fit = False
-        tags.input_tags.string = True  # paths
-        tags.transformer_tags.preserves_dtype = ["float32"]
-        return tags
-
-
-class MFCCTransformer(LogMelTransformer, auto_wrap_output_keys=None):
+class MFCCTransformer(_SpectralTransformer, auto_wrap_output_keys=None):
     """Mel-frequency cepstral coefficients: the orthonormal DCT-II of the log-mel spectrogram.
 
     Equals ``librosa.feature.mfcc(S=logmel, n_mfcc=n_mfcc)`` applied to the output of
@@ -355,6 +368,11 @@ class MFCCTransformer(LogMelTransformer, auto_wrap_output_keys=None):
     (2, 13, 32)
     """
 
+    _parameter_constraints = {
+        **_SpectralTransformer._parameter_constraints,
+        "n_mfcc": [Interval(Integral, 1, None, closed="left")],
+    }
+
     def __init__(
         self,
         n_mfcc=20,
@@ -376,29 +394,26 @@ class MFCCTransformer(LogMelTransformer, auto_wrap_output_keys=None):
         cache=None,
         lazy=False,
     ):
-        super().__init__(
-            sr=sr,
-            n_fft=n_fft,
-            hop_length=hop_length,
-            n_mels=n_mels,
-            power=power,
-            fmin=fmin,
-            fmax=fmax,
-            center=center,
-            pad_mode=pad_mode,
-            duration=duration,
-            backend=backend,
-            device=device,
-            n_jobs=n_jobs,
-            verbose=verbose,
-            cache=cache,
-            lazy=lazy,
-        )
         self.n_mfcc = n_mfcc
+        self.sr = sr
+        self.n_fft = n_fft
+        self.hop_length = hop_length
+        self.n_mels = n_mels
+        self.power = power
+        self.fmin = fmin
+        self.fmax = fmax
+        self.center = center
+        self.pad_mode = pad_mode
+        self.duration = duration
+        self.backend = backend
+        self.device = device
+        self.n_jobs = n_jobs
+        self.verbose = verbose
+        self.cache = cache
+        self.lazy = lazy
 
     def _check_params(self):
         super()._check_params()
-        _check_int("n_mfcc", self.n_mfcc)
         if self.n_mfcc > self.n_mels:
             raise ValueError(f"n_mfcc={self.n_mfcc} exceeds n_mels={self.n_mels}")
 
@@ -414,11 +429,9 @@ class MFCCTransformer(LogMelTransformer, auto_wrap_output_keys=None):
         ndarray of float32, shape (n_clips, n_mfcc, n_frames), or FeatureStore
             A :class:`~skasd.FeatureStore` of that shape with ``lazy=True``.
         """
-        return super().transform(X)
+        return self._transform(X)
 
     def _finish(self, logmel):
-        from scipy.fft import dct
-
         return np.ascontiguousarray(dct(logmel, type=2, norm="ortho", axis=1)[:, : self.n_mfcc])
 
     def _n_bands_out(self):

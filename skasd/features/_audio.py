@@ -10,29 +10,19 @@ import struct
 import warnings
 from numbers import Integral, Real
 
+import librosa
 import numpy as np
+import soundfile as sf
+from joblib import Parallel, delayed
+from tqdm.auto import tqdm
 
-__all__ = ["AudioError", "load_audio"]
+from ..exceptions import AudioError
+from ..utils._validation import listing
+
+__all__ = ["load_audio"]
 
 # A progress bar is shown (when ``verbose``) from this many files on.
 _PROGRESS_MIN_FILES = 8
-# How many offending files an error or warning lists before "and N more".
-_MAX_LISTED = 5
-
-
-class AudioError(ValueError):
-    """A clip cannot be used: not audio, corrupt or truncated, empty, non-finite, wrong length.
-
-    Subclass of :class:`ValueError`; the message always names the file (or the clip's
-    index for arrays) and the problem.
-    """
-
-
-def _listing(names):
-    """``'a', 'b' and 3 more`` for error and warning messages."""
-    names = [str(n) for n in names]
-    shown = ", ".join(names[:_MAX_LISTED])
-    return shown if len(names) <= _MAX_LISTED else f"{shown} and {len(names) - _MAX_LISTED} more"
 
 
 def _check_sr(sr):
@@ -88,8 +78,6 @@ def _wav_truncation(path):
 
 def _read(path, sr, mono):
     """Decode one file; returns ``(y, file_sr)`` with ``y`` resampled to ``sr``, no warning."""
-    import soundfile as sf
-
     path = os.fspath(path)
     if os.path.isdir(path):
         raise IsADirectoryError(
@@ -120,8 +108,6 @@ def _read(path, sr, mono):
     if mono:
         y = y.mean(axis=0)
     if file_sr != sr:
-        import librosa
-
         y = np.clip(librosa.resample(y, orig_sr=file_sr, target_sr=sr, axis=-1), -1.0, 1.0)
     return np.ascontiguousarray(y, dtype=np.float32), file_sr
 
@@ -193,7 +179,7 @@ def _row_scan(rows):
 
 
 def _non_finite_error(names):
-    return AudioError(f"{_listing(names)}: NaN or infinite values in the waveform")
+    return AudioError(f"{listing(names)}: NaN or infinite values in the waveform")
 
 
 def _check_waveform(W, name, finite=True):
@@ -286,20 +272,16 @@ def _stack(clips, names, n):
         common = values[np.argmax(counts)]
         odd = [f"{names[i]} ({lengths[i]} samples)" for i in np.flatnonzero(lengths != common)]
         raise AudioError(
-            f"clips differ in length: most have {common} samples but {_listing(odd)}; "
+            f"clips differ in length: most have {common} samples but {listing(odd)}; "
             "pass duration= (seconds) to crop/zero-pad every clip to one length"
         )
     return np.stack(clips)
 
 
 def _decode_all(paths, sr, n_jobs, verbose):
-    from joblib import Parallel, delayed
-
     jobs = (delayed(_read)(p, sr, True) for p in paths)
     results = Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator")(jobs)
     if verbose and len(paths) >= _PROGRESS_MIN_FILES:
-        from tqdm.auto import tqdm
-
         results = tqdm(results, total=len(paths), desc="decoding", unit="file")
     return list(results)
 
@@ -330,7 +312,7 @@ def _load_batch(X, *, sr=16000, duration=None, n_jobs=None, verbose=False):
             rates = sorted({fsr for _, fsr in resampled})
             warnings.warn(
                 f"{len(resampled)} file(s) resampled from {'/'.join(map(str, rates))} Hz to {sr} Hz: "
-                f"{_listing(name for name, _ in resampled)}",
+                f"{listing(name for name, _ in resampled)}",
                 UserWarning,
                 stacklevel=3,
             )
@@ -341,7 +323,7 @@ def _load_batch(X, *, sr=16000, duration=None, n_jobs=None, verbose=False):
     if silent:
         warnings.warn(
             f"{len(silent)} of {len(W)} clip(s) are silent (all zeros, e.g. a dead microphone); "
-            f"their features sit at the log floor: {_listing(names[i] for i in silent)}",
+            f"their features sit at the log floor: {listing(names[i] for i in silent)}",
             UserWarning,
             stacklevel=3,
         )

@@ -1,19 +1,21 @@
 """Clip-level summary features: level, crest factor, spectral shape and MFCC statistics."""
 
 from functools import partial
-from numbers import Integral
+from numbers import Integral, Real
 
+import librosa
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
 
-from ._audio import _check_clips, _load_batch
+from ..utils._sklearn_compat import Interval
+from ._audio import _load_batch
+from ._base import ClipTransformer
 
 __all__ = ["ClipStatsTransformer"]
 
 _LEVEL = ("peak", "rms", "crest_factor", "spectral_centroid", "spectral_flatness")
 
 
-class ClipStatsTransformer(TransformerMixin, BaseEstimator):
+class ClipStatsTransformer(ClipTransformer):
     """One row of summary statistics per clip: level, crest factor, spectral shape, MFCCs.
 
     Columns, in order (``get_feature_names_out``):
@@ -75,6 +77,18 @@ class ClipStatsTransformer(TransformerMixin, BaseEstimator):
            [0.1  , 0.071, 1.414]])
     """
 
+    _output_dtype = "float64"
+    _parameter_constraints = {
+        "sr": [Interval(Integral, 1, None, closed="left")],
+        "n_fft": [Interval(Integral, 1, None, closed="left")],
+        "hop_length": [Interval(Integral, 1, None, closed="left")],
+        "n_mels": [Interval(Integral, 1, None, closed="left")],
+        "n_mfcc": [Interval(Integral, 0, None, closed="left")],
+        "duration": [Real, None],
+        "n_jobs": [Integral, None],
+        "verbose": ["verbose"],
+    }
+
     def __init__(
         self, *, sr=16000, n_fft=1024, hop_length=512, n_mels=128, n_mfcc=20, duration=None, n_jobs=None, verbose=False
     ):
@@ -86,30 +100,6 @@ class ClipStatsTransformer(TransformerMixin, BaseEstimator):
         self.duration = duration
         self.n_jobs = n_jobs
         self.verbose = verbose
-
-    def _check_params(self):
-        for name in ("sr", "n_fft", "hop_length", "n_mels", "n_mfcc"):
-            value = getattr(self, name)
-            low = 0 if name == "n_mfcc" else 1
-            if not isinstance(value, Integral) or isinstance(value, bool) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-
-    def fit(self, X, y=None):
-        """Check the parameters and the form of ``X``; nothing is learned.
-
-        Parameters
-        ----------
-        X : list of paths, list of 1-D arrays, or array of shape (n_clips, n_samples)
-            Clips; files are not read.
-        y : ignored
-
-        Returns
-        -------
-        self : ClipStatsTransformer
-        """
-        self._check_params()
-        _check_clips(X)
-        return self
 
     def transform(self, X):
         """Compute the statistics of every clip.
@@ -123,13 +113,11 @@ class ClipStatsTransformer(TransformerMixin, BaseEstimator):
         -------
         ndarray of float64, shape (n_clips, 5 + 2 * n_mfcc)
         """
-        self._check_params()
+        self._validate_params()
         W = _load_batch(X, sr=self.sr, duration=self.duration, n_jobs=self.n_jobs, verbose=self.verbose)
         return np.concatenate([self._stats(W[i : i + 16]) for i in range(0, len(W), 16)])
 
     def _stats(self, W):
-        import librosa
-
         W64 = W.astype(np.float64)
         peak = np.abs(W64).max(axis=1)
         rms = np.sqrt(np.mean(np.square(W64), axis=1))
@@ -157,13 +145,6 @@ class ClipStatsTransformer(TransformerMixin, BaseEstimator):
         -------
         names : ndarray of str
         """
-        self._check_params()
+        self._validate_params()
         mfcc = [f"mfcc_{kind}{i}" for kind in ("mean", "std") for i in range(self.n_mfcc)]
         return np.asarray([*_LEVEL, *mfcc], dtype=object)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.requires_fit = False
-        tags.input_tags.string = True  # paths
-        tags.transformer_tags.preserves_dtype = ["float64"]
-        return tags

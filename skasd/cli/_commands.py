@@ -1,0 +1,166 @@
+"""The commands of the ``skasd`` command line: each reads its arguments and calls the library.
+
+The work is :mod:`skasd.workflow`'s (and :mod:`skasd.io`'s, :mod:`skasd.report`'s); a command
+only turns arguments into calls, logs progress and writes the files the user asked for.
+"""
+
+import ast
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+
+from ..exceptions import ModelFileError, UsageError
+from ..io import model_format, result_csv, write_submission
+from ..metrics import dcase_report
+from ..report import write_report
+from ..utils._atomic import write_text_atomic
+from ..workflow import (
+    FeaturesOnDemand,
+    build_pipeline,
+    load_clips,
+    load_model,
+    reproduce_report,
+    run_demo,
+    save_model,
+    score_stream,
+    write_plots,
+)
+
+
+class CLIError(UsageError):
+    """An error whose message is shown to the user as is."""
+
+
+# --------------------------------------------------------------------------- helpers
+def _parse_sets(items):
+    """``["max_epochs=2", "skip=True"]`` -> ``{"max_epochs": 2, "skip": True}``."""
+    params = {}
+    for item in items or ():
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise CLIError(f"bad --set {item!r}: expected key=value, e.g. --set max_epochs=20")
+        try:
+            params[key.strip()] = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            params[key.strip()] = raw
+    return params
+
+
+def save_trained(pipe, path, fmt=None, metadata=None):
+    """:func:`skasd.workflow.save_model`, pointing at ``--format joblib`` where the skasd format cannot
+    store the pipeline."""
+    try:
+        save_model(pipe, path, fmt, metadata=metadata)
+    except ModelFileError as exc:
+        raise CLIError(f"{exc}; or train with --format joblib") from exc
+
+
+def _score_cli(args, pipe, clips):
+    """Stream the clips through the model; the scored clips, their scores and decisions.
+
+    With ``--on-error skip`` the files that failed are written to ``<out>/skipped.csv``
+    (header only when none failed) and left out.
+    """
+    _log(args, f"scoring {len(clips)} clips from {args.data}")
+    score, decision, failed = score_stream(
+        pipe, list(clips["path"]), args.on_error, args.chunk_size, progress=not args.quiet
+    )
+    if args.on_error == "skip":
+        out = Path(args.out) / "skipped.csv"
+        table = pd.DataFrame({"path": list(failed), "error": list(failed.values())})
+        write_text_atomic(out, table.to_csv(index=False))
+        if failed:
+            _log(args, f"skipped {len(failed)} file(s) that failed to decode, listed in {out}")
+        if len(failed) == len(clips):
+            raise CLIError(f"no clip could be decoded: all {len(clips)} failed (listed in {out})")
+    kept = clips[~clips["path"].isin(list(failed))].reset_index(drop=True)
+    return kept, score, decision
+
+
+def _log(args, msg):
+    if not args.quiet:
+        print(msg, flush=True)
+
+
+# --------------------------------------------------------------------------- commands
+def cmd_train(args):
+    clips = load_clips(args.data, args.machine_type, split="train")
+    normals = clips[clips["label"] != "anomaly"]
+    if normals.empty:
+        raise CLIError(f"no normal training clips under {args.data}")
+    pipe = build_pipeline(args.model, _parse_sets(args.set), verbose=not args.quiet)
+    mtype = normals["machine_type"].iloc[0]
+    fmt = model_format(args.out, args.format)
+    _log(args, f"training {args.model} on {len(normals)} normal {mtype} clips from {args.data}")
+    t0 = time.perf_counter()
+    pipe.fit(list(normals["path"]))
+    save_trained(pipe, args.out, fmt, metadata={"training_files": list(normals["path"]), "machine_type": mtype})
+    _log(args, f"trained in {time.perf_counter() - t0:.1f} s; {fmt} model written to {args.out}")
+
+
+def cmd_score(args):
+    pipe = load_model(args.model, verbose=False)
+    clips = load_clips(args.data, args.machine_type, split="test")
+    clips, score, decision = _score_cli(args, pipe, clips)
+    for path in write_submission(clips, score, args.out, decision=decision):
+        _log(args, f"wrote {path}")
+
+
+def evaluation(args):
+    """Score the test clips and compute the DCASE table; what ``evaluate`` reports.
+
+    Returns a namespace: ``pipe, clips`` (the scored clips), ``y`` (1 = anomaly), ``score``,
+    ``decision``, ``report`` (:func:`skasd.metrics.dcase_report`), ``machine_type`` and
+    ``features`` (computed on demand: ``features[idx]``). Unlabelled test clips are only
+    scored when an HTML report is asked for; ``y`` and ``report`` are then None.
+    """
+    pipe = load_model(args.model, verbose=False)
+    clips = load_clips(args.data, args.machine_type, split="test")
+    labelled = clips[clips["label"].notna()]
+    if labelled.empty and not getattr(args, "report", None):
+        raise CLIError(
+            f"no labelled test clips under {args.data}: evaluate needs normal and anomaly labels "
+            "(add --report out.html to inspect unlabelled clips)"
+        )
+    clips = clips if labelled.empty else labelled
+    clips, score, decision = _score_cli(args, pipe, clips)
+    y = report = None
+    if not labelled.empty:
+        y = (clips["label"] == "anomaly").to_numpy(int)
+        domains = clips["domain"] if clips["domain"].notna().all() else None
+        report = dcase_report(y, score, clips["section_or_id"], domains=domains)
+    return SimpleNamespace(
+        pipe=pipe, clips=clips, y=y, score=score, decision=decision, report=report,
+        machine_type=clips["machine_type"].iloc[0], features=FeaturesOnDemand(pipe, clips["path"]),
+    )
+
+
+def cmd_evaluate(args):
+    run = evaluation(args)
+    if run.report is not None:
+        print(f"{run.machine_type}\n{run.report.to_string(float_format=lambda v: f'{v:.4f}')}")
+        out = Path(args.out) / "result.csv"
+        write_text_atomic(out, result_csv({run.machine_type: run.report}))
+        _log(args, f"wrote {out}")
+    else:
+        _log(args, f"{len(run.clips)} unlabelled test clips: no AUC/pAUC, only the report's ranked clips")
+    if args.plot and run.y is not None:
+        for path in write_plots(args.plot, run.pipe, run.y, run.score, run.features):
+            _log(args, f"wrote {path}")
+    if args.report:
+        path = write_report(args.report, run.clips, run.score, estimator=run.pipe, model_path=args.model, data_dir=args.data)
+        _log(args, f"wrote {path}")
+
+
+def cmd_reproduce(args):
+    table = reproduce_report(
+        args.data, machine_type=args.machine_type, n_splits=args.cv,
+        params=_parse_sets(args.set), random_state=args.seed, verbose=not args.quiet,
+    )
+    print(table.to_string(float_format=lambda v: f"{v:.3f}", na_rep="-"))
+
+
+def cmd_demo(args):
+    run_demo(args.out, max_epochs=args.max_epochs, verbose=not args.quiet)

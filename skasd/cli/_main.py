@@ -1,0 +1,122 @@
+"""The ``skasd`` command line: train, score, evaluate, reproduce, demo.
+
+Every command prints progress unless ``--quiet``; bad input exits non-zero
+with a one-line message naming the problem (``--debug`` shows the traceback).
+"""
+
+import argparse
+import sys
+import warnings
+
+from ..exceptions import UsageError
+from ..io import FORMATS
+from ..workflow import CHUNK_SIZE, MODELS
+from ._commands import cmd_demo, cmd_evaluate, cmd_reproduce, cmd_score, cmd_train
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line instead of usage + error
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+# --------------------------------------------------------------------------- parser
+def _positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def build_parser():
+    def global_args(p, default):
+        p.add_argument("--quiet", action="store_true", default=default, help="no progress output")
+        p.add_argument("--debug", action="store_true", default=default, help="show tracebacks")
+
+    parser = _Parser(prog="skasd", description="Anomalous sound detection for machines: train, score, evaluate, reproduce, demo.")
+    global_args(parser, False)
+    # accepted after the subcommand too; SUPPRESS keeps a flag given before it
+    common = argparse.ArgumentParser(add_help=False)
+    global_args(common, argparse.SUPPRESS)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def data_args(p):
+        p.add_argument("--data", required=True, help="DCASE/MIMII folder (dataset root or one machine type)")
+        p.add_argument("--machine-type", help="machine type to use when DATA holds several")
+
+    def scoring_args(p):
+        p.add_argument("--model", required=True, help="model file written by 'skasd train' (skasd or joblib format)")
+        p.add_argument("--on-error", choices=("stop", "skip"), default="stop",
+                       help="a file that fails to decode: stop before writing anything (default), or skip it "
+                            "and list it in OUT/skipped.csv")
+        p.add_argument("--chunk-size", type=_positive_int, default=CHUNK_SIZE, metavar="N",
+                       help=f"files scored at a time; bounds memory (default: {CHUNK_SIZE})")
+
+    p = sub.add_parser("train", parents=[common], help="train a detector on the normal training clips")
+    data_args(p)
+    p.add_argument("--model", default="cnnae", choices=sorted(MODELS), help="detector (default: cnnae)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="detector parameter, repeatable")
+    p.add_argument("--out", required=True, help="model file to write")
+    p.add_argument("--format", choices=FORMATS,
+                   help="skasd: safe model file, loads without running code (default); joblib: a pickle, "
+                        "for trusted use only (default for a .joblib/.pkl --out)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("score", parents=[common], help="write the official DCASE anomaly-score files")
+    data_args(p)
+    scoring_args(p)
+    p.add_argument("--out", required=True, help="output folder")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("evaluate", parents=[common], help="AUC/pAUC per ID/section and result.csv")
+    data_args(p)
+    scoring_args(p)
+    p.add_argument("--out", default=".", help="folder for result.csv (default: .)")
+    p.add_argument("--plot", metavar="OUTDIR", help="also write ROC and score-histogram plots")
+    p.add_argument(
+        "--report", metavar="HTML",
+        help="also write a self-contained HTML inspection report (table, plots, clips to listen to); "
+        "works on unlabelled test clips too",
+    )
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("reproduce", parents=[common], help="the founding report's experiment")
+    data_args(p)
+    p.add_argument("--cv", type=int, default=5, help="folds of normal-only CV when the data has no test split")
+    p.add_argument("--seed", type=int, default=0, help="random_state of every model")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="parameter for every model, e.g. max_epochs=20")
+    p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("demo", parents=[common], help="train and score on generated machine sounds")
+    p.add_argument("--out", default="skasd-demo", help="output folder (default: ./skasd-demo)")
+    p.add_argument("--max-epochs", type=int, default=10, help="training epochs (default: 10)")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"skasd: warning: {str(message).splitlines()[0]}", file=sys.stderr)
+
+
+def main(argv=None):
+    """Entry point of the ``skasd`` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        with warnings.catch_warnings():  # restores warnings.showwarning on return
+            if not args.debug:
+                warnings.showwarning = _one_line_warning
+            args.func(args)
+    except KeyboardInterrupt:
+        print("skasd: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        text = str(exc).strip().splitlines()
+        detail = text[0] if text else type(exc).__name__
+        if not isinstance(exc, UsageError):
+            detail = f"{type(exc).__name__}: {detail}"
+        print(f"skasd {args.command}: error: {detail}", file=sys.stderr)
+        return 1
+    return 0
+
+

@@ -1,0 +1,34 @@
+"""The workflows behind the ``skasd`` command line, as library functions.
+
+- ``_pipeline``: the command line's model (:func:`build_pipeline`: log-mel features and an
+  autoencoder), saved and loaded in either model format (:func:`save_model`, :func:`load_model`).
+- ``_scoring``: the clips of a DCASE folder (:func:`load_clips`) through a fitted pipeline, in
+  memory (:func:`score_clips`) or streamed in chunks (:func:`score_stream`).
+- ``_experiment``: the founding report's experiment (:func:`reproduce_report`), the demo
+  (:func:`run_demo`) and the evaluation plots (:func:`write_plots`).
+
+Problems of the request (a missing folder, an unknown model, files that do not decode) raise
+:class:`~skasd.exceptions.UsageError`, whose message the command line prints as is.
+"""
+
+from ._experiment import REPORT_ROWS, report_models, reproduce_report, run_demo, write_dcase_layout, write_plots
+from ._pipeline import MODELS, build_pipeline, load_model, save_model
+from ._scoring import CHUNK_SIZE, FeaturesOnDemand, load_clips, score_clips, score_stream
+
+__all__ = [
+    "CHUNK_SIZE",
+    "MODELS",
+    "REPORT_ROWS",
+    "FeaturesOnDemand",
+    "build_pipeline",
+    "load_clips",
+    "load_model",
+    "report_models",
+    "reproduce_report",
+    "run_demo",
+    "save_model",
+    "score_clips",
+    "score_stream",
+    "write_dcase_layout",
+    "write_plots",
+]

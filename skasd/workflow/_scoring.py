@@ -1,0 +1,137 @@
+"""Clips of a DCASE folder through a fitted pipeline: the clips, their scores and decisions."""
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from tqdm.auto import tqdm
+
+from ..datasets import load_dcase
+from ..exceptions import AudioError, UsageError
+from ..features._audio import load_audio
+from ..utils._validation import listing
+from ._pipeline import audio_step
+
+__all__ = ["CHUNK_SIZE", "FeaturesOnDemand", "load_clips", "score_clips", "score_stream"]
+
+CHUNK_SIZE = 256
+
+
+def load_clips(data, machine_type=None, split=None):
+    """Rows of :func:`skasd.datasets.load_dcase` for one machine type (and ``split``).
+
+    A missing folder, no clips of ``split`` or several machine types raise
+    :class:`~skasd.exceptions.UsageError`.
+    """
+    if not Path(data).exists():
+        raise UsageError(f"data folder not found: {data}")
+    clips = load_dcase(data, machine_type=machine_type)
+    if split is not None and clips["split"].notna().any():
+        clips = clips[clips["split"] == split]
+        if clips.empty:
+            raise UsageError(f"no {split} clips under {data}")
+    types = sorted(clips["machine_type"].unique())
+    if len(types) > 1:
+        raise UsageError(f"{data} holds several machine types ({', '.join(types)}); choose one with --machine-type")
+    return clips.reset_index(drop=True)
+
+
+def _check_sample_rates(paths, feat):
+    """Every readable file must be at the model's sample rate (resampling would change the features)."""
+    for path in paths:
+        try:
+            rate = sf.info(path).samplerate
+        except (sf.SoundFileError, OSError):
+            continue  # reported by name when decoding fails
+        if rate != feat.sr:
+            raise UsageError(
+                f"{path} is sampled at {rate} Hz but the model's {type(feat).__name__} expects "
+                f"sr={feat.sr} Hz: resample the data to {feat.sr} Hz or train a model on it with "
+                f"--set features__sr={rate}"
+            )
+
+
+def _undecodable(paths, sr):
+    """``{path: message}`` of the files that fail to decode."""
+    bad = {}
+    for path in paths:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                load_audio(path, sr=sr)
+        except (AudioError, OSError) as exc:
+            bad[path] = str(exc).strip().splitlines()[0]
+    return bad
+
+
+def score_stream(pipe, paths, on_error="stop", chunk_size=CHUNK_SIZE, progress=False):
+    """Anomaly scores and decisions of audio files, ``chunk_size`` files at a time.
+
+    Only one chunk's features are in memory at once. Files at another sample rate than
+    the model's features raise :class:`~skasd.exceptions.UsageError`. A file that fails to
+    decode raises one naming it (``on_error="stop"``) or is left out (``"skip"``).
+
+    Returns
+    -------
+    score, decision : ndarray
+        Anomaly scores (higher = more anomalous) and ``predict`` output of the decoded files, in order.
+    failed : dict
+        ``{path: error message}`` of the files left out (empty with ``"stop"``).
+    """
+    features, detector, feat = pipe[:-1], pipe[-1], audio_step(pipe)
+    scores, decisions, failed = [], [], {}
+    with tqdm(total=len(paths), unit="file", desc="scoring", disable=not progress) as bar:
+        for start in range(0, len(paths), chunk_size):
+            chunk = list(paths[start : start + chunk_size])
+            n_files = len(chunk)
+            if feat is not None:
+                _check_sample_rates(chunk, feat)
+            try:
+                X = features.transform(chunk)
+            except (AudioError, OSError):
+                bad = _undecodable(chunk, feat.sr if feat is not None else 16000)
+                if not bad:
+                    raise
+                if on_error == "stop":
+                    raise UsageError(
+                        f"cannot decode {len(bad)} file(s): {listing(f'{p} ({m})' for p, m in bad.items())}; "
+                        "nothing written (--on-error skip leaves them out and lists them in skipped.csv)"
+                    ) from None
+                failed.update(bad)
+                chunk = [p for p in chunk if p not in bad]
+                X = features.transform(chunk) if chunk else None
+            if chunk:
+                score, decision = _score_and_decide(detector, X)
+                scores.append(score)
+                decisions.append(decision)
+            bar.update(n_files)
+    if not scores:
+        return np.empty(0), np.empty(0, dtype=int), failed
+    return np.concatenate(scores), np.concatenate(decisions), failed
+
+
+def score_clips(pipe, clips):
+    """Features, anomaly scores and decisions (1 normal / -1 anomaly) for the clips' paths, in memory."""
+    features = pipe[:-1].transform(list(clips["path"]))
+    return (features, *_score_and_decide(pipe[-1], features))
+
+
+def _score_and_decide(detector, X):
+    """Anomaly scores and ``predict`` labels of the features ``X`` from one scoring pass."""
+    scores = detector.score_samples(X)
+    return -scores, detector.predict_from_scores(scores)
+
+
+class FeaturesOnDemand:
+    """``features[idx]``: the features of the clips at ``idx``, computed when asked (for plots of a few clips)."""
+
+    def __init__(self, pipe, paths):
+        self.transform, self.paths = pipe[:-1].transform, list(paths)
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, idx):
+        rows = np.atleast_1d(np.arange(len(self.paths))[idx])
+        return self.transform([self.paths[i] for i in rows])
