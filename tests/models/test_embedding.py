@@ -337,3 +337,79 @@ def test_nonfinite_loss_stops_with_clear_error(data):
     with pytest.raises(NotFittedError):
         est.transform(data[0])
 
+
+# ------------------------------------------------- the shared torch base (issue 15)
+def test_feature_store_streams_like_the_array(data, tmp_path):
+    """A FeatureStore trains as the array does when its clips fit in one buffer (same seed, same
+    crops and mixup), and several buffers train too; transform reads it chunk by chunk."""
+    from skasd.features._stream import FeatureStore
+
+    X, ids = data
+    store = _store_of(X, tmp_path)
+    assert isinstance(store, FeatureStore)
+    for params in ({}, {"mixup": 0.4}, {"validation_fraction": 0.25}):
+        on_array = tiny(**params).fit(X, ids)
+        streamed = tiny(**params).fit(store, ids)
+        assert_array_equal(streamed.transform(store), on_array.transform(X))
+    buffered = tiny(mixup=0.4, stream_buffer=5, validation_fraction=0.25).fit(store, ids)
+    assert buffered.transform(store).shape == (12, 16) and len(buffered.net_.history) == 3
+
+
+def _store_of(X, tmp_path):
+    """A FeatureStore holding exactly ``X`` (the cache entries are written directly)."""
+    from skasd import LogMelTransformer
+
+    W = np.random.default_rng(0).uniform(-0.1, 0.1, size=(len(X), 512 * (X.shape[2] - 1))).astype(np.float32)
+    t = LogMelTransformer(n_mels=X.shape[1], cache=tmp_path, lazy=True)
+    store = t.transform(W)
+    for key, clip in zip(store._keys, X):
+        store._cache.put(key, clip)
+    assert_array_equal(store[:], X)
+    return store
+
+
+def test_validation_split_and_early_stopping(data):
+    X, ids = data
+    est = tiny(validation_fraction=0.25, max_epochs=30, early_stopping=2, lr=1e-2).fit(X, ids)
+    history = est.net_.history
+    assert "valid_loss" in history[-1] and len(history) < 30
+    with pytest.raises(ValueError, match="validation_fraction"):
+        tiny(validation_fraction=1.0).fit(X, ids)
+
+
+def test_checkpoint_resumes_to_the_uninterrupted_model(data, tmp_path):
+    X, ids = data
+    full = tiny(max_epochs=4).fit(X, ids).transform(X)
+    tiny(max_epochs=2, checkpoint=tmp_path).fit(X, ids)
+    resumed = tiny(max_epochs=4, checkpoint=tmp_path).fit(X, ids)
+    assert len(resumed.net_.history) == 4
+    assert_allclose(resumed.transform(X), full, rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="belongs to another run.*labels_sha256"):
+        tiny(max_epochs=4, checkpoint=tmp_path).fit(X, ids[::-1])
+
+
+def test_accelerate_trains_as_the_plain_net(data):
+    accelerate = pytest.importorskip("accelerate")
+    X, ids = data
+    est = tiny(accelerator=accelerate.Accelerator(cpu=True)).fit(X, ids)
+    assert est.net_.device == "cpu"
+    assert_allclose(est.transform(X), tiny().fit(X, ids).transform(X), rtol=1e-5, atol=1e-6)
+
+
+def test_failed_refit_leaves_no_fitted_model(data):
+    """A refit that fails in training leaves neither the old net_ nor new classes_ behind."""
+    from skorch.callbacks import Callback
+
+    class Fail(Callback):
+        def on_epoch_end(self, net, **kwargs):
+            raise RuntimeError("stop here")
+
+    X, ids = data
+    est = tiny().fit(X[:8], ids[:8])
+    assert len(est.classes_) == 2
+    with pytest.raises(RuntimeError, match="stop here"):
+        est.set_params(callbacks=[Fail()]).fit(X, ids)
+    for attr in ("net_", "classes_", "loc_", "scale_", "n_features_in_"):
+        assert not hasattr(est, attr), attr
+    with pytest.raises(NotFittedError):
+        est.transform(X)
