@@ -44,9 +44,7 @@ def main(argv=None):
 
     import torch
 
-    from skasd.models import CNNAE
-    from skasd.models._embedding import ClassifierEmbedding
-    from skasd.models._inlier import KNNDetector
+    from skasd.models import CNNAE, ClassifierEmbedding, KNNDetector
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bench_training import log_mel_like

@@ -6,7 +6,7 @@ Detectors to add beside the loudness and 1-NN baselines are given as arguments, 
     .venv/bin/python benchmarks/bench_fan.py CNNAE DenseAE 'VAE:{"max_epochs": 8}' KNNDetector \
         'CNNAE+KNNDetector' 'ClassifierEmbedding+KNNDetector:{"pseudo_shifts": [-1, 1]}'
 
-``NAME`` is any detector of skasd.models / skasd.models._inlier, fitted on the 16 training
+``NAME`` is any detector of skasd.models, fitted on the 16 training
 normals (log-mel input; ``random_state=seed`` where it takes one). ``A+B`` is ``A``'s
 ``transform`` followed by detector ``B`` (default parameters), the JSON parameters going to
 ``A`` (lists become tuples). An autoencoder ``A`` is fitted on the training normals. A
@@ -28,8 +28,6 @@ from sklearn.preprocessing import StandardScaler
 from skasd import LogMelTransformer
 from skasd.metrics import auc_score, pauc_score
 import skasd.models as M
-import skasd.models._inlier as I
-from skasd.models._embedding import ClassifierEmbedding
 
 shared = Path(os.environ.get("SKASD_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 root = shared / "mimii-fan-id00" / "fan" / "id_00"
@@ -59,7 +57,7 @@ def exposure_clips():
 
 
 def get(name):
-    return getattr(M, name, None) or getattr(I, name, None) or {"ClassifierEmbedding": ClassifierEmbedding}[name]
+    return getattr(M, name)
 
 
 def seeded(cls, seed, params):
@@ -70,7 +68,7 @@ def seeded(cls, seed, params):
 def two_stage(first, second, params, seed, train, test):
     """Anomaly scores of ``test`` by ``second`` on ``first``'s embedding (see the docstring)."""
     est = seeded(first, seed, params)
-    if first is ClassifierEmbedding:
+    if first is M.ClassifierEmbedding:
         est.fit(np.concatenate([train, Xx]), np.r_[["fan_id_00"] * len(train), yx])
     else:
         est.fit(train)
@@ -88,7 +86,7 @@ for spec in sys.argv[1:]:
     params = {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(params).items()}
     label = f"{name}({', '.join(f'{k}={v}' for k, v in params.items())})"
     models[label] = (tuple(get(n) for n in name.split("+")), params)
-if any(ClassifierEmbedding in m[0] for m in models.values() if not callable(m)):
+if any(M.ClassifierEmbedding in m[0] for m in models.values() if not callable(m)):
     Xx, yx = exposure_clips()
 for label, model in models.items():
     rows, t0 = [], time.time()

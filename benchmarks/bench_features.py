@@ -19,10 +19,16 @@ from pathlib import Path
 
 import numpy as np
 
-from skasd import LogMelTransformer
-from skasd._audio import _load_batch
+from joblib import Parallel, delayed
+
+from skasd import LogMelTransformer, load_audio
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "zyy438-abnormal-listener" / "slider"
+
+
+def decode(paths, n_jobs):
+    """The clips of ``paths`` as one float32 array, decoded in ``n_jobs`` threads (as the transformers do)."""
+    return np.stack(Parallel(n_jobs=n_jobs, prefer="threads")(delayed(load_audio)(p) for p in paths))
 
 
 def median_time(fn, repeats):
@@ -68,9 +74,9 @@ def main(argv=None):
     rows = []
     if not isinstance(X, np.ndarray):
         for n_jobs in (1, -1):
-            t = median_time(lambda: _load_batch(X, n_jobs=n_jobs), args.repeats)
+            t = median_time(lambda: decode(X, n_jobs), args.repeats)
             rows.append((f"decode wav/flac (n_jobs={n_jobs})", t))
-        X = _load_batch(X, n_jobs=-1)
+        X = decode(X, -1)
         decode = min(t for _, t in rows)
     else:
         decode = None

@@ -51,7 +51,7 @@ def _naive(train, test, k, metric):
 
 
 def _knn(train, test, k, metric):
-    from skasd.models._inlier import KNNDetector
+    from skasd.models import KNNDetector
 
     det = KNNDetector(n_neighbors=k, metric=metric).fit(train)
     return det.offset_, det.anomaly_score(test)
@@ -60,7 +60,7 @@ def _knn(train, test, k, metric):
 def _run(method, n_train, n_test, dim, k, metric, queue):
     train, test = _data(n_train, n_test, dim)
     if method == "knn":
-        import skasd.models._inlier  # noqa: F401  (imports outside the timing)
+        from skasd.models import KNNDetector  # noqa: F401  (imports outside the timing)
     else:
         import sklearn.metrics  # noqa: F401
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

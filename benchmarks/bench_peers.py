@@ -24,7 +24,7 @@ clips (train on the first 60 normals, test the other 15 + the one real anomaly).
 include each library's scoring pass over the training windows (PyOD's ``decision_scores_``,
 skasd's threshold).
 
-**b. skasd vs plain torch**: the same torch module (``_DenseAEModule``), data, epochs, batch
+**b. skasd vs plain torch**: the same torch module (DenseAE's ``net_.module_`` class), data, epochs, batch
 size and optimiser in a hand-written loop (random permutation per epoch, one fancy index per
 batch, ``mse_loss``, ``backward``, ``step``), then one scoring pass, as ``DenseAE.fit`` ends
 with. The loop reads the materialised window array (materialising it is not timed); skasd
@@ -81,7 +81,7 @@ def load(args):
 
 
 def fit_skasd(train, epochs, seed):
-    from skasd.models._dense_ae import DenseAE
+    from skasd.models import DenseAE
 
     return DenseAE(frames=FRAMES, max_epochs=epochs, batch_size=BATCH, lr=LR, validation_fraction=0,
                    device="cpu", random_state=seed).fit(train)
@@ -103,11 +103,13 @@ def fit_plain(V, epochs, seed, logmel=None):
     """
     import torch
 
-    from skasd.models._dense_ae import _DenseAEModule
+    from skasd.models import DenseAE
 
+    # DenseAE's own module class (net_.module_), built from a one-epoch fit on a few windows
+    baseline_module = type(DenseAE(frames=1, max_epochs=1, device="cpu").fit(V[:64]).net_.module_)
     torch.manual_seed(seed)
     V = torch.from_numpy(V)
-    module = _DenseAEModule(V.shape[1])
+    module = baseline_module(V.shape[1])
     opt = torch.optim.Adam(module.parameters(), lr=LR)
     if logmel is not None:
         frames = torch.from_numpy(logmel).transpose(1, 2)  # (n_clips, n_frames, n_mels) view
