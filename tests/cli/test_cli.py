@@ -1,6 +1,7 @@
 import shutil
 import subprocess
 import sys
+import warnings
 import zipfile
 
 import numpy as np
@@ -175,8 +176,10 @@ def test_score_writes_one_row_per_test_clip(dev_folder, trained, tmp_path):
     assert sorted(rows) == tests
 
 
-def test_evaluate_prints_table_and_writes_result_csv(dev_folder, trained, tmp_path, capsys):
-    pytest.importorskip("matplotlib")
+def test_evaluate_prints_table_and_writes_result_csv(dev_folder, trained, tmp_path, capsys, monkeypatch):
+    matplotlib = pytest.importorskip("matplotlib")
+    # the plots choose no backend for the caller (no matplotlib.use side effect)
+    monkeypatch.setattr(matplotlib, "use", lambda *a, **k: pytest.fail("matplotlib.use was called"))
     assert main(["evaluate", "--model", str(trained), "--data", str(dev_folder), "--out", str(tmp_path),
                  "--plot", str(tmp_path / "plots"), "--quiet"]) == 0
     out = capsys.readouterr().out
@@ -200,6 +203,7 @@ def _err(argv, capsys):
 
 def test_errors_are_one_line(dev_folder, trained, tmp_path, capsys):
     out = str(tmp_path / "m.skasd")
+    showwarning = warnings.showwarning
     assert "data folder not found: /nonexistent" in _err(["train", "--data", "/nonexistent", "--out", out], capsys)
     (tmp_path / "empty").mkdir()
     assert "empty" in _err(["train", "--data", str(tmp_path / "empty"), "--out", out], capsys)
@@ -219,6 +223,7 @@ def test_errors_are_one_line(dev_folder, trained, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "invalid choice: 'svm'" in err[0]
     assert not (tmp_path / "m.skasd").exists()
+    assert warnings.showwarning is showwarning, "main left its one-line warning printer installed"
 
 
 def test_console_script_no_traceback_and_debug(tmp_path):
