@@ -38,7 +38,9 @@ _LAZY = {
     "ModelFileError": "skasd.exceptions",
     "write_submission": "skasd.io",
 }
-_SUBMODULES = ("datasets", "metrics", "model_selection", "models", "plot", "report")
+_SUBMODULES = (
+    "datasets", "exceptions", "features", "io", "metrics", "model_selection", "models", "plot", "report", "workflow",
+)
 
 __all__ = sorted([*_LAZY, *_SUBMODULES])
 
