@@ -6,12 +6,21 @@ import tempfile
 from pathlib import Path
 
 
+def _umask():
+    """The process's umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
 
     An interrupted or failed write never leaves a half-written file where a good
-    one was: the temporary file is removed and ``path`` is untouched.
+    one was: the temporary file is removed and ``path`` is untouched. The file gets
+    the permissions a plain ``open(path, "w")`` would give (``0o666`` less the umask),
+    not the private ``0o600`` of the temporary file.
 
     Examples
     --------
@@ -28,6 +37,7 @@ def atomic_path(path):
     os.close(fd)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -66,3 +66,20 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path):
             raise RuntimeError("interrupted")
     assert target.read_text() == "good"
     assert os.listdir(tmp_path) == ["model.bin"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_atomic_writes_get_the_users_normal_permissions(tmp_path, umask):
+    # a report or submission meant for others must not keep the temporary file's 0o600
+    old = os.umask(umask)
+    try:
+        write_text_atomic(tmp_path / "result.csv", "x")
+        clips = _clips(["section_00_0000.wav"], "fan", ["section_00"])
+        written = write_submission(clips, [1.0], tmp_path / "sub", decision=[1])
+        open(tmp_path / "plain.csv", "w").close()
+    finally:
+        os.umask(old)
+    expected = 0o666 & ~umask
+    assert (tmp_path / "plain.csv").stat().st_mode & 0o777 == expected
+    for path in [tmp_path / "result.csv", *written]:
+        assert path.stat().st_mode & 0o777 == expected, path
