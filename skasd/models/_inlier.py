@@ -34,7 +34,20 @@ clip. A 3-D log-mel array ``(n_clips, n_mels, n_frames)`` is accepted too and re
 to the per-band mean and standard deviation over frames, ``(n_clips, 2 * n_mels)``
 (means first), so ``make_pipeline(LogMelTransformer(), {name}())`` runs as is."""
 
+_NORM_DOC = """\
+domain_norm : {"zscore"} or None, default=None
+    ``"zscore"``: standardise each (section, domain) model's anomaly scores by the mean
+    and standard deviation of its own training clips' scores (leave-one-out for k-NN)
+    before taking the minimum over domains. A dense source domain and a sparse target
+    domain of 10 clips then score on one scale, instead of every target clip looking far
+    away. On the real DCASE 2023 ToyCar section it lifts k-NN's AUC (target) from .41 to
+    .59, at a cost in AUC (source) (``benchmarks/README.md``). With one domain it changes
+    no ranking. None: raw scores."""
+
 _GROUPS_DOC = """\
+model_scales_ : ndarray of shape (n_models, 2)
+    ``(location, scale)`` standardising each of ``models_`` (``(0, 1)`` without
+    ``domain_norm``).
 model_groups_ : list of tuple
     ``(section, domain)`` of each of ``models_``, None where fitted without that label.
 domains_ : ndarray of object or None
@@ -90,7 +103,7 @@ class _InlierDetector(BaseDetector):
     training clips' own scores, e.g. leave-one-out).
     """
 
-    _parameter_constraints = {**BaseDetector._parameter_constraints}
+    _parameter_constraints = {**BaseDetector._parameter_constraints, "domain_norm": [StrOptions({"zscore"}), None]}
 
     @abstractmethod
     def _fit_domain(self, X):
@@ -151,24 +164,27 @@ class _InlierDetector(BaseDetector):
             if mask is not None:
                 X = X[mask]
                 domain, section = (None if a is None else a[mask] for a in (domain, section))
-        models, groups, train, offsets = [], [], np.empty(len(X)), {}
+        models, groups, scales, train, offsets = [], [], [], np.empty(len(X)), {}
         for s, srows in _groups(section, len(X)):
             Xs, best = X[srows], np.inf  # each clip's minimum over its section's domain models
             for d, drows in _groups(None if domain is None else domain[srows], len(Xs)):
                 where = ", ".join(f"{k} {str(v)!r}" for k, v in (("section", s), ("domain", d)) if v is not None)
                 self._check_domain_size(drows.sum(), f" in {where}" if where else "")
                 model = self._fit_domain(Xs[drows])
+                own = self._train_anomaly(model, Xs[drows])
+                scale = self._scale(own)
                 scores = np.empty(len(Xs))
-                scores[drows] = self._train_anomaly(model, Xs[drows])
+                scores[drows] = (own - scale[0]) / scale[1]
                 if (~drows).any():
-                    scores[~drows] = self._anomaly(model, Xs[~drows])
+                    scores[~drows] = (self._anomaly(model, Xs[~drows]) - scale[0]) / scale[1]
                 best = np.minimum(best, scores)
                 models.append(model)
                 groups.append((s, d))
+                scales.append(scale)
             train[srows] = best
             if section is not None:
                 offsets[s] = self._offset(-train[srows])
-        self.models_, self.model_groups_ = models, groups
+        self.models_, self.model_groups_, self.model_scales_ = models, groups, np.array(scales)
         self.domains_ = None if domain is None else np.unique(domain).astype(object)
         self.sections_ = None if section is None else np.unique(section).astype(object)
         self.section_offsets_ = offsets if section is not None else None
@@ -176,6 +192,20 @@ class _InlierDetector(BaseDetector):
             self.n_iter_ = max(model.n_iter_ for model in models)
         self._set_offset(-train)
         return self
+
+    def _scale(self, own):
+        """``(location, scale)`` that standardise one model's anomaly scores: its training
+        clips' own (leave-one-out where the model has one) scores' mean and standard
+        deviation with ``domain_norm="zscore"``, else ``(0, 1)``."""
+        if self.domain_norm is None:
+            return (0.0, 1.0)
+        mean = float(np.mean(own))
+        return (mean, max(float(np.std(own)), 1e-12 * max(1.0, abs(mean))))
+
+    def _model_anomaly(self, i, X):
+        """Anomaly scores of ``X`` against fitted model ``i``, standardised by its scale."""
+        location, scale = self.model_scales_[i]
+        return (self._anomaly(self.models_[i], X) - location) / scale
 
     def _check_labels(self, name, labels, n):
         """Per-clip ``domain``/``section`` labels as a 1-D array (None stays None)."""
@@ -204,7 +234,7 @@ class _InlierDetector(BaseDetector):
         check_is_fitted(self)
         X = self._validate_input(X, reset=False)
         if section is None:  # all models: the nearest section
-            return -np.min([self._anomaly(model, X) for model in self.models_], axis=0), self.offset_
+            return -np.min([self._model_anomaly(i, X) for i in range(len(self.models_))], axis=0), self.offset_
         name = type(self).__name__
         if self.sections_ is None:
             raise ValueError(f"{name} was fitted without sections; fit it with section=... to score by section.")
@@ -218,8 +248,8 @@ class _InlierDetector(BaseDetector):
         scores = np.empty(len(X))
         for code in np.unique(codes):
             rows, label = codes == code, self.sections_[code]
-            own = [model for model, (s, _) in zip(self.models_, self.model_groups_) if s == label]
-            scores[rows] = -np.min([self._anomaly(model, X[rows]) for model in own], axis=0)
+            own = [i for i, (s, _) in enumerate(self.model_groups_) if s == label]
+            scores[rows] = -np.min([self._model_anomaly(i, X[rows]) for i in own], axis=0)
         offsets = np.array([self.section_offsets_[s] for s in self.sections_.tolist()])
         return scores, offsets[codes]
 
@@ -323,7 +353,8 @@ class _InlierDetector(BaseDetector):
 
 
 @Substitution(
-    contamination=CONTAMINATION_DOC, input=_INPUT_DOC.format(name="KNNDetector"), domain=_DOMAIN_DOC, groups=_GROUPS_DOC
+    contamination=CONTAMINATION_DOC, domain_norm=_NORM_DOC, input=_INPUT_DOC.format(name="KNNDetector"),
+    domain=_DOMAIN_DOC, groups=_GROUPS_DOC,
 )
 class KNNDetector(_InlierDetector):
     """k-nearest-neighbour detector: mean distance to the closest normal training clips.
@@ -346,6 +377,7 @@ class KNNDetector(_InlierDetector):
         Neighbour search, passed to ``NearestNeighbors``.
     n_jobs : int, default=None
         Parallel jobs of the neighbour search.
+    {domain_norm}
     {contamination}
 
     Attributes
@@ -413,8 +445,11 @@ class KNNDetector(_InlierDetector):
         "n_jobs": [Integral, None],
     }
 
-    def __init__(self, n_neighbors=1, *, metric="cosine", algorithm="auto", contamination="auto", n_jobs=None):
+    def __init__(
+        self, n_neighbors=1, *, metric="cosine", algorithm="auto", domain_norm=None, contamination="auto", n_jobs=None
+    ):
         self.n_neighbors = n_neighbors
+        self.domain_norm = domain_norm
         self.metric = metric
         self.algorithm = algorithm
         self.contamination = contamination
@@ -456,7 +491,8 @@ _COVARIANCES = {"ledoit_wolf": LedoitWolf, "oas": OAS, "empirical": EmpiricalCov
 
 
 @Substitution(
-    contamination=CONTAMINATION_DOC, input=_INPUT_DOC.format(name="MahalanobisDetector"), domain=_DOMAIN_DOC, groups=_GROUPS_DOC
+    contamination=CONTAMINATION_DOC, domain_norm=_NORM_DOC, input=_INPUT_DOC.format(name="MahalanobisDetector"),
+    domain=_DOMAIN_DOC, groups=_GROUPS_DOC,
 )
 class MahalanobisDetector(_InlierDetector):
     """Mahalanobis distance to the Gaussian of the normal training clips.
@@ -473,6 +509,7 @@ class MahalanobisDetector(_InlierDetector):
         pseudo-inverse where singular, which needs more clips than features to mean much),
         or a fixed shrinkage towards the scaled identity (:class:`~sklearn.covariance.ShrunkCovariance`).
         Shrinkage matters with few clips, e.g. ~10 target-domain clips.
+    {domain_norm}
     {contamination}
 
     Attributes
@@ -515,8 +552,9 @@ class MahalanobisDetector(_InlierDetector):
         "covariance": [StrOptions(set(_COVARIANCES)), Interval(Real, 0, 1, closed="both")],
     }
 
-    def __init__(self, *, covariance="ledoit_wolf", contamination="auto"):
+    def __init__(self, *, covariance="ledoit_wolf", domain_norm=None, contamination="auto"):
         self.covariance = covariance
+        self.domain_norm = domain_norm
         self.contamination = contamination
 
     def _fit_domain(self, X):
@@ -531,7 +569,8 @@ class MahalanobisDetector(_InlierDetector):
 
 
 @Substitution(
-    contamination=CONTAMINATION_DOC, input=_INPUT_DOC.format(name="GMMDetector"), domain=_DOMAIN_DOC, groups=_GROUPS_DOC
+    contamination=CONTAMINATION_DOC, domain_norm=_NORM_DOC, input=_INPUT_DOC.format(name="GMMDetector"),
+    domain=_DOMAIN_DOC, groups=_GROUPS_DOC,
 )
 class GMMDetector(_InlierDetector):
     """Gaussian mixture of the normal training clips; anomaly score = minus log-likelihood.
@@ -550,6 +589,7 @@ class GMMDetector(_InlierDetector):
         EM restarts; the best is kept.
     random_state : int, RandomState instance or None, default=None
         Seed of the initialisation.
+    {domain_norm}
     {contamination}
 
     Attributes
@@ -605,9 +645,11 @@ class GMMDetector(_InlierDetector):
         max_iter=100,
         n_init=1,
         random_state=None,
+        domain_norm=None,
         contamination="auto",
     ):
         self.n_components = n_components
+        self.domain_norm = domain_norm
         self.covariance_type = covariance_type
         self.reg_covar = reg_covar
         self.max_iter = max_iter

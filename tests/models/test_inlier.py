@@ -45,6 +45,8 @@ def _expected_failures(estimator):
         MahalanobisDetector(),
         MahalanobisDetector(covariance=0.2),
         GMMDetector(random_state=0),
+        KNNDetector(domain_norm="zscore"),
+        MahalanobisDetector(domain_norm="zscore"),
     ],
     expected_failed_checks=_expected_failures,
 )
@@ -176,6 +178,51 @@ def test_domain_aware_knn_threshold_uses_leave_one_out_within_domain():
     source, target = domain == "source", domain == "target"
     train = np.minimum(D[:, source].min(axis=1), D[:, target].min(axis=1))
     assert est.offset_ == pytest.approx(np.percentile(-train, 20))
+
+
+@pytest.mark.parametrize(
+    "make", [lambda **kw: KNNDetector(3, **kw), MahalanobisDetector, lambda **kw: GMMDetector(covariance_type="diag", **kw)]
+)
+def test_domain_norm_standardises_each_domain_by_its_training_scores(make):
+    rng = np.random.default_rng(0)
+    X, domain = _two_domains(rng)
+    test = rng.normal(size=(15, 4)) * 2 + [3, 0, 0, 0]
+    est = make(domain_norm="zscore").fit(X, domain=domain)
+    expected = []
+    for d in ("source", "target"):
+        plain = make().fit(X[domain == d])
+        # the training clips' own scores: leave-one-out for k-NN, in-sample otherwise
+        own = -plain.score_samples(X[domain == d]) if not isinstance(plain, KNNDetector) else np.sort(
+            scipy.spatial.distance.cdist(X[domain == d], X[domain == d], "cosine"), axis=1)[:, 1:4].mean(axis=1)
+        expected.append((plain.anomaly_score(test) - own.mean()) / own.std())
+    assert_allclose(est.anomaly_score(test), np.minimum(*expected), rtol=1e-6, atol=1e-9)
+    assert_allclose(est.model_scales_[:, 1] > 0, True)
+
+
+@pytest.mark.parametrize("cls", DETECTORS)
+def test_domain_norm_keeps_the_ranking_of_one_domain(cls, data):
+    train, test = data
+    plain, normed = cls().fit(train), cls(domain_norm="zscore").fit(train)
+    assert_array_equal(np.argsort(plain.score_samples(test)), np.argsort(normed.score_samples(test)))
+    assert_array_equal(plain.predict(test), normed.predict(test))
+
+
+def test_domain_norm_lifts_the_sparse_domain_off_the_threshold():
+    """Without normalisation the 6 spread target clips sit far from each other, so target
+    normals look anomalous next to the dense source; standardised, each domain's normals
+    score alike."""
+    rng = np.random.default_rng(1)
+    source = rng.normal(size=(200, 4))
+    target = rng.normal(size=(6, 4)) * 3 + [12, 0, 0, 0]
+    X = np.concatenate([source, target])
+    domain = np.array(["source"] * 200 + ["target"] * 6)
+    test_source, test_target = rng.normal(size=(30, 4)), rng.normal(size=(30, 4)) * 3 + [12, 0, 0, 0]
+    y = np.r_[np.zeros(60), np.ones(20)]
+    anomalies = rng.normal(size=(20, 4)) * 0.5 + [0, 5, 0, 0]
+    test = np.concatenate([test_source, test_target, anomalies])
+    plain = KNNDetector(metric="euclidean").fit(X, domain=domain).anomaly_score(test)
+    normed = KNNDetector(metric="euclidean", domain_norm="zscore").fit(X, domain=domain).anomaly_score(test)
+    assert auc(y, normed) > auc(y, plain) + 0.1
 
 
 def test_domain_is_routed_in_a_pipeline():
