@@ -40,3 +40,9 @@ def slider_dir(shared_data):
 def fan_dir(shared_data):
     """MIMII fan id_00: 20 normal + 20 abnormal clips."""
     return shared_data / "mimii-fan-id00"
+
+
+@pytest.fixture(scope="session")
+def toycar_dir(shared_data):
+    """DCASE 2023 ToyCar section 00: 490 source + 10 target train normals, 101 labelled test clips."""
+    return shared_data / "dcase2023-toycar"

@@ -13,7 +13,7 @@ import pandas as pd
 
 from ..exceptions import ModelFileError, UsageError
 from ..io import model_format, result_csv, write_submission
-from ..metrics import dcase_report
+from ..metrics import dcase_report, dcase_result_table
 from ..report import write_report
 from ..utils._atomic import write_text_atomic
 from ..workflow import (
@@ -112,7 +112,8 @@ def evaluation(args):
     """Score the test clips and compute the DCASE table; what ``evaluate`` reports.
 
     Returns a namespace: ``pipe, clips`` (the scored clips), ``y`` (1 = anomaly), ``score``,
-    ``decision``, ``report`` (:func:`skasd.metrics.dcase_report`), ``machine_type`` and
+    ``decision``, ``report`` (:func:`skasd.metrics.dcase_result_table` for DCASE 2022+ domains, else
+    :func:`skasd.metrics.dcase_report`), ``machine_type`` and
     ``features`` (computed on demand: ``features[idx]``). Unlabelled test clips are only
     scored when an HTML report is asked for; ``y`` and ``report`` are then None.
     """
@@ -129,8 +130,11 @@ def evaluation(args):
     y = report = None
     if not labelled.empty:
         y = (clips["label"] == "anomaly").to_numpy(int)
-        domains = clips["domain"] if clips["domain"].notna().all() else None
-        report = dcase_report(y, score, clips["section_or_id"], domains=domains)
+        groups = clips["section_or_id"]
+        if clips["domain"].notna().all():  # DCASE 2022+: the official per-domain table
+            report = dcase_result_table(y, score, decision == -1, groups, clips["domain"])
+        else:
+            report = dcase_report(y, score, groups)
     return SimpleNamespace(
         pipe=pipe, clips=clips, y=y, score=score, decision=decision, report=report,
         machine_type=clips["machine_type"].iloc[0], features=FeaturesOnDemand(pipe, clips["path"]),

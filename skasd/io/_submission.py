@@ -72,13 +72,23 @@ def write_submission(clips, anomaly_score, out_dir, decision=None):
 
 
 def result_csv(reports):
-    """The DCASE baseline's ``result.csv`` text from ``{machine_type: dcase_report}``.
+    """The DCASE baselines' ``result.csv`` text from ``{machine_type: table}``.
 
-    Per machine type: its name, the header ``id,AUC,pAUC`` (``section,AUC,pAUC`` for DCASE
-    2021+ sections), one row per ID / section and ``Average`` (the arithmetic mean row).
+    A table with domain columns (:func:`skasd.metrics.dcase_result_table`) gives the DCASE
+    2022-2024 layout: the machine type, the header ``section,AUC (source),AUC (target),pAUC,
+    ...``, one row per section (``00``), then ``arithmetic mean`` and ``harmonic mean``. A
+    :func:`skasd.metrics.dcase_report` without domains gives the DCASE 2020 one: the header
+    ``id,AUC,pAUC`` (``section,AUC,pAUC`` for sections), one row per ID and ``Average``.
     """
     lines = []
     for mtype, rep in reports.items():
+        if "AUC (source)" in rep.columns:
+            lines += [mtype, ",".join(["section", *rep.columns])]
+            for group, row in rep.iterrows():
+                name = group if group in ("arithmetic mean", "harmonic mean") else str(group).split("_", 1)[1]
+                lines.append(",".join([name, *(repr(float(v)) for v in row)]))
+            lines.append("")
+            continue
         kind = "id" if str(rep.index[0]).startswith("id_") else "section"
         lines += [mtype, f"{kind},AUC,pAUC"]
         for group, row in rep.iterrows():

@@ -10,7 +10,7 @@ from numbers import Real
 import numpy as np
 import pandas as pd
 from scipy.stats import hmean
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import precision_recall_fscore_support, roc_auc_score
 
 from ..utils._validation import check_anomaly_labels, check_scores
 
@@ -216,3 +216,68 @@ def dcase_report(y_true, y_score, groups, domains=None, max_fpr=0.1):
     report.loc["harmonic mean"] = hmean(np.maximum(values, sys.float_info.epsilon), axis=0)
     report.index.name = "section"
     return report
+
+
+def dcase_result_table(y_true, y_score, y_pred, groups, domains, max_fpr=0.1):
+    """The DCASE 2022-2024 ``result.csv`` table: per section, both domains, and the means.
+
+    The columns of the official evaluator: ``"AUC (source)"``, ``"AUC (target)"`` (that
+    domain's normals and all the section's anomalies), ``"pAUC"`` (all the section's clips),
+    ``"pAUC (source)"``, ``"pAUC (target)"`` (that domain's clips only), and per domain
+    ``"precision"``, ``"recall"`` and ``"F1 score"`` of the decisions ``y_pred`` (1 =
+    anomaly) on that domain's clips. The rows are the sections, then ``"arithmetic mean"``
+    and ``"harmonic mean"`` (floored at ``sys.float_info.epsilon`` as the evaluator does).
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_clips,)
+        1 (or ``"anomaly"``) for anomalous clips, 0 (or ``"normal"``) for normal ones.
+    y_score : array-like of shape (n_clips,)
+        Anomaly scores (higher = more anomalous).
+    y_pred : array-like of shape (n_clips,)
+        Decisions, 1 (or ``"anomaly"``) = flagged: e.g. ``predict(X) == -1``.
+    groups : array-like of shape (n_clips,)
+        Section of each clip.
+    domains : array-like of shape (n_clips,)
+        ``"source"`` or ``"target"`` per clip.
+    max_fpr : float, default=0.1
+        The pAUC's false-positive-rate limit.
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        One row per section plus the two means, the columns above.
+
+    Raises
+    ------
+    ValueError
+        As :func:`dcase_report`; also where a section has no clip of one domain's anomalies
+        for its pAUC per domain.
+    """
+    y, s = _checked(y_true, y_score)
+    pred = check_anomaly_labels(y_pred, "y_pred")
+    if len(pred) != len(y):
+        raise ValueError(f"y_pred has {len(pred)} decisions for {len(y)} clips.")
+    groups = np.asarray(groups, dtype=object)
+    domains = _check_domains(domains, len(y))
+    auc = dcase_report(y, s, groups, domains=domains, max_fpr=max_fpr)
+    rows = {}
+    for group in auc.index.drop(["arithmetic mean", "harmonic mean"]):
+        row = auc.loc[group].to_dict()
+        in_group = groups == group
+        for domain in _DOMAINS:
+            mask = in_group & (domains == domain)
+            _check_both_classes(y[mask], f"the {domain}-domain clips of group {group!r}")
+            row[f"pAUC ({domain})"] = roc_auc_score(y[mask], s[mask], max_fpr=max_fpr)
+        for domain in _DOMAINS:
+            mask = in_group & (domains == domain)
+            p, r, f, _ = precision_recall_fscore_support(y[mask], pred[mask], average="binary", zero_division=0.0)
+            row[f"precision ({domain})"], row[f"recall ({domain})"], row[f"F1 score ({domain})"] = p, r, f
+        rows[group] = row
+    columns = ["AUC (source)", "AUC (target)", "pAUC", "pAUC (source)", "pAUC (target)",
+               *(f"{m} ({d})" for m in ("precision", "recall", "F1 score") for d in _DOMAINS)]
+    table = pd.DataFrame.from_dict(rows, orient="index")[columns]
+    values = table.to_numpy(float)
+    table.loc["arithmetic mean"] = values.mean(axis=0)
+    table.loc["harmonic mean"] = hmean(np.maximum(values, sys.float_info.epsilon), axis=0)
+    return table

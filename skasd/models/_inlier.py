@@ -204,7 +204,8 @@ class _InlierDetector(BaseDetector):
 
     def _model_anomaly(self, i, X):
         """Anomaly scores of ``X`` against fitted model ``i``, standardised by its scale."""
-        location, scale = self.model_scales_[i]
+        scales = vars(self).get("model_scales_")  # absent from models saved by skasd 0.1.0
+        location, scale = (0.0, 1.0) if scales is None else scales[i]
         return (self._anomaly(self.models_[i], X) - location) / scale
 
     def _check_labels(self, name, labels, n):

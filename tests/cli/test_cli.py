@@ -303,3 +303,34 @@ def test_evaluate_report_on_unlabelled_test_clips(dev_folder, trained, tmp_path,
     page = html.read_text()
     assert 'id="metrics"' not in page
     assert page.count("<audio") >= 4
+
+
+@pytest.mark.slow
+def test_evaluate_writes_the_dcase2023_result_csv_on_real_toycar(toycar_dir, tmp_path, capsys):
+    """The DCASE 2022+ layout (per-domain AUC, pAUC, precision/recall/F1), which crashed
+    with KeyError 'AUC' when evaluate only knew the 2020 file."""
+    from skasd.datasets import load_dcase
+    from skasd.metrics import dcase_result_table
+
+    model = tmp_path / "toy.skasd"
+    assert main(["train", "--data", str(toycar_dir), "--model", "denseae", "--set", "max_epochs=1",
+                 "--set", "random_state=0", "--out", str(model), "--quiet"]) == 0
+    assert main(["evaluate", "--model", str(model), "--data", str(toycar_dir), "--out", str(tmp_path / "res"),
+                 "--quiet"]) == 0
+    assert main(["score", "--model", str(model), "--data", str(toycar_dir), "--out", str(tmp_path / "sub"),
+                 "--quiet"]) == 0
+    lines = (tmp_path / "res" / "result.csv").read_text().splitlines()
+    assert lines[0] == "ToyCar"
+    assert lines[1] == ("section,AUC (source),AUC (target),pAUC,pAUC (source),pAUC (target),precision (source),"
+                        "precision (target),recall (source),recall (target),F1 score (source),F1 score (target)")
+    assert [ln.split(",")[0] for ln in lines[2:5]] == ["00", "arithmetic mean", "harmonic mean"]
+    # the row is the official table of the submitted scores and decisions
+    test = load_dcase(toycar_dir, split="test")
+    names = test.path.map(lambda p: p.rsplit("/", 1)[1])
+    sub = tmp_path / "sub"
+    score = pd.read_csv(sub / "anomaly_score_ToyCar_section_00_test.csv", header=None, index_col=0)[1]
+    flagged = pd.read_csv(sub / "decision_result_ToyCar_section_00_test.csv", header=None, index_col=0)[1]
+    table = dcase_result_table(test.label == "anomaly", score[names].to_numpy(), flagged[names].to_numpy(),
+                               test.section_or_id, test.domain)
+    np.testing.assert_allclose([float(v) for v in lines[2].split(",")[1:]], table.loc["section_00"], rtol=1e-12)
+    assert "AUC (source)" in capsys.readouterr().out

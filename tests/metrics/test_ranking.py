@@ -173,3 +173,63 @@ def test_report_propagates_score_errors():
         dcase_report([0, 1], [np.nan, 1], ["a", "a"])
     with pytest.raises(ValueError, match="one score per clip"):
         dcase_report([0, 1], [0, 1, 2], ["a", "a"])
+
+
+def _two_domain_clips(seed=0, n=40):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    y[:4] = [0, 1, 0, 1]
+    domains = np.array(["source", "source", "target", "target"] + list(rng.choice(["source", "target"], n - 4)))
+    groups = np.array(["section_00"] * (n // 2) + ["section_01"] * (n - n // 2))
+    for g in ("section_00", "section_01"):  # both classes in each (section, domain)
+        for d in ("source", "target"):
+            idx = np.flatnonzero((groups == g) & (domains == d))
+            y[idx[:2]] = [0, 1]
+    score = rng.normal(size=n) + y
+    pred = (score > 0.5).astype(int)
+    return y, score, pred, groups, domains
+
+
+def test_result_table_matches_the_official_definitions():
+    from sklearn.metrics import f1_score, precision_score, recall_score
+
+    from skasd.metrics import dcase_result_table
+
+    y, score, pred, groups, domains = _two_domain_clips()
+    table = dcase_result_table(y, score, pred, groups, domains)
+    assert list(table.index) == ["section_00", "section_01", "arithmetic mean", "harmonic mean"]
+    assert list(table.columns) == [
+        "AUC (source)", "AUC (target)", "pAUC", "pAUC (source)", "pAUC (target)",
+        "precision (source)", "precision (target)", "recall (source)", "recall (target)",
+        "F1 score (source)", "F1 score (target)"]
+    for g in ("section_00", "section_01"):
+        row, in_g = table.loc[g], groups == g
+        for d in ("source", "target"):
+            auc_rows = in_g & ((domains == d) | (y == 1))  # that domain's normals, all anomalies
+            dom = in_g & (domains == d)
+            assert row[f"AUC ({d})"] == pytest.approx(roc_auc_score(y[auc_rows], score[auc_rows]))
+            assert row[f"pAUC ({d})"] == pytest.approx(roc_auc_score(y[dom], score[dom], max_fpr=0.1))
+            assert row[f"precision ({d})"] == pytest.approx(precision_score(y[dom], pred[dom], zero_division=0))
+            assert row[f"recall ({d})"] == pytest.approx(recall_score(y[dom], pred[dom]))
+            assert row[f"F1 score ({d})"] == pytest.approx(f1_score(y[dom], pred[dom]))
+        assert row["pAUC"] == pytest.approx(roc_auc_score(y[in_g], score[in_g], max_fpr=0.1))
+    sections = table.iloc[:2].to_numpy(float)
+    np.testing.assert_allclose(table.loc["arithmetic mean"], sections.mean(axis=0))
+    np.testing.assert_allclose(table.loc["harmonic mean"], hmean(np.maximum(sections, sys.float_info.epsilon), axis=0))
+    # the AUC columns are dcase_report's
+    report = dcase_report(y, score, groups, domains=domains)
+    np.testing.assert_allclose(table[report.columns].to_numpy(float), report.to_numpy(float))
+
+
+def test_result_table_errors():
+    from skasd.metrics import dcase_result_table
+
+    y, score, pred, groups, domains = _two_domain_clips()
+    with pytest.raises(ValueError, match="y_pred has 3 decisions for 40 clips"):
+        dcase_result_table(y, score, pred[:3], groups, domains)
+    with pytest.raises(ValueError, match="source"):
+        dcase_result_table(y, score, pred, groups, np.where(domains == "target", "other", domains))
+    one = (groups == "section_00") & (domains == "target") & (y == 1)
+    keep = ~one
+    with pytest.raises(ValueError, match="target-domain clips of group 'section_00' holds only normal"):
+        dcase_result_table(y[keep], score[keep], pred[keep], groups[keep], domains[keep])
