@@ -5,26 +5,35 @@ only turns arguments into calls, logs progress and writes the files the user ask
 """
 
 import ast
+import hashlib
+import json
 import time
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 
 from ..exceptions import ModelFileError, UsageError
-from ..io import model_format, result_csv, write_submission
+from ..io import model_format, model_info, result_csv, write_submission
 from ..metrics import dcase_report, dcase_result_table
 from ..report import write_report
 from ..utils._atomic import write_text_atomic
+from ..utils._validation import listing
 from ..workflow import (
     FeaturesOnDemand,
+    anomaly_thresholds,
     build_pipeline,
+    describe_models,
+    fit_pipeline,
     load_clips,
     load_model,
     reproduce_report,
     run_demo,
     save_model,
     score_stream,
+    section_labels,
     write_plots,
 )
 
@@ -65,7 +74,8 @@ def _score_cli(args, pipe, clips):
     """
     _log(args, f"scoring {len(clips)} clips from {args.data}")
     score, decision, failed = score_stream(
-        pipe, list(clips["path"]), args.on_error, args.chunk_size, progress=not args.quiet
+        pipe, list(clips["path"]), args.on_error, args.chunk_size, progress=not args.quiet,
+        sections=section_labels(pipe, clips),
     )
     if args.on_error == "skip":
         out = Path(args.out) / "skipped.csv"
@@ -77,6 +87,18 @@ def _score_cli(args, pipe, clips):
             raise CLIError(f"no clip could be decoded: all {len(clips)} failed (listed in {out})")
     kept = clips[~clips["path"].isin(list(failed))].reset_index(drop=True)
     return kept, score, decision
+
+
+def clip_hashes(paths):
+    """A short SHA-256 of each file's bytes: what the model file records of its training clips."""
+    out = []
+    for path in paths:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        out.append(digest.hexdigest()[:20])
+    return out
 
 
 def _log(args, msg):
@@ -95,9 +117,36 @@ def cmd_train(args):
     fmt = model_format(args.out, args.format)
     _log(args, f"training {args.model} on {len(normals)} normal {mtype} clips from {args.data}")
     t0 = time.perf_counter()
-    pipe.fit(list(normals["path"]))
-    save_trained(pipe, args.out, fmt, metadata={"training_files": list(normals["path"]), "machine_type": mtype})
-    _log(args, f"trained in {time.perf_counter() - t0:.1f} s; {fmt} model written to {args.out}")
+    pipe, used = fit_pipeline(pipe, normals)
+    sections = sorted(normals["section_or_id"].astype(str).unique())
+    if len(sections) > 1 and "section" not in used:
+        warnings.warn(f"{args.model} fits one model on all {len(sections)} sections ({listing(sections)}); "
+                      "the inlier models (knn, mahalanobis, gmm, embedding-*) fit one per section")
+    metadata = {"training_files": list(normals["path"]), "training_clip_hashes": clip_hashes(normals["path"]),
+                "machine_type": mtype, "model": args.model, "sections": sections, "fit_metadata": used}
+    save_trained(pipe, args.out, fmt, metadata=metadata)
+    _log(args, f"trained in {time.perf_counter() - t0:.1f} s ({', '.join(used) or 'no'} metadata used); "
+               f"{fmt} model written to {args.out}")
+
+
+def cmd_models(args):
+    print(describe_models())
+
+
+def _flagged_exit(args, pipe, clips, score, decision):
+    """``--json`` records and the ``--fail-on-anomaly`` exit code (1 when a clip is flagged)."""
+    if args.json:
+        threshold = anomaly_thresholds(pipe, clips)
+        records = [
+            {"path": path, "section": section, "score": float(s), "threshold": float(t), "flagged": bool(d == -1)}
+            for path, section, s, t, d in zip(clips["path"], clips["section_or_id"].astype(str), score, threshold,
+                                              decision)
+        ]
+        write_text_atomic(args.json, "".join(json.dumps(r) + "\n" for r in records))
+        _log(args, f"wrote {args.json}")
+    flagged = int(np.sum(decision == -1))
+    _log(args, f"{flagged} of {len(decision)} clips flagged as anomalous")
+    return 1 if args.fail_on_anomaly and flagged else 0
 
 
 def cmd_score(args):
@@ -106,6 +155,23 @@ def cmd_score(args):
     clips, score, decision = _score_cli(args, pipe, clips)
     for path in write_submission(clips, score, args.out, decision=decision):
         _log(args, f"wrote {path}")
+    return _flagged_exit(args, pipe, clips, score, decision)
+
+
+def _warn_in_sample(model, clips):
+    """Warn, naming the count, when clips to evaluate were among the model's training clips."""
+    try:
+        trained = set(model_info(model)["metadata"].get("training_clip_hashes") or ())
+    except (ModelFileError, OSError):  # a joblib file keeps no record of its training clips
+        return
+    if not trained:
+        return
+    overlap = [p for p, h in zip(clips["path"], clip_hashes(clips["path"])) if h in trained]
+    if overlap:
+        warnings.warn(
+            f"{len(overlap)} of the {len(clips)} evaluated clips were in the model's training set (e.g. "
+            f"{overlap[0]}): their in-sample scores make the AUC look better; evaluate on clips it was not trained on"
+        )
 
 
 def evaluation(args):
@@ -126,6 +192,7 @@ def evaluation(args):
             "(add --report out.html to inspect unlabelled clips)"
         )
     clips = clips if labelled.empty else labelled
+    _warn_in_sample(args.model, clips)
     clips, score, decision = _score_cli(args, pipe, clips)
     y = report = None
     if not labelled.empty:

@@ -1,7 +1,9 @@
-"""The ``skasd`` command line: train, score, evaluate, reproduce, demo.
+"""The ``skasd`` command line: train, models, score, evaluate, reproduce, demo.
 
-Every command prints progress unless ``--quiet``; bad input exits non-zero
-with a one-line message naming the problem (``--debug`` shows the traceback).
+Every command prints progress unless ``--quiet``. Exit codes: 0 done; 1 only from
+``score --fail-on-anomaly`` when a clip is flagged; 2 for every failure (bad input, a file
+that does not decode, ...) with a one-line message naming the problem (``--debug`` shows the
+traceback); 130 when interrupted.
 """
 
 import argparse
@@ -10,8 +12,8 @@ import warnings
 
 from ..exceptions import UsageError
 from ..io import FORMATS
-from ..workflow import CHUNK_SIZE, MODELS
-from ._commands import cmd_demo, cmd_evaluate, cmd_reproduce, cmd_score, cmd_train
+from ..workflow import CHUNK_SIZE, DEFAULT_MODEL, MODELS
+from ._commands import cmd_demo, cmd_evaluate, cmd_models, cmd_reproduce, cmd_score, cmd_train
 
 
 class _Parser(argparse.ArgumentParser):
@@ -53,18 +55,28 @@ def build_parser():
 
     p = sub.add_parser("train", parents=[common], help="train a detector on the normal training clips")
     data_args(p)
-    p.add_argument("--model", default="cnnae", choices=sorted(MODELS), help="detector (default: cnnae)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="detector parameter, repeatable")
+    p.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME",
+                   help=f"detector, one of {', '.join(MODELS)} (default: {DEFAULT_MODEL}; 'skasd models' lists them)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="parameter, repeatable: STEP__PARAM=VALUE for any pipeline step (features, embedding, "
+                        "model), or PARAM=VALUE for the detector")
     p.add_argument("--out", required=True, help="model file to write")
     p.add_argument("--format", choices=FORMATS,
                    help="skasd: safe model file, loads without running code (default); joblib: a pickle, "
                         "for trusted use only (default for a .joblib/.pkl --out)")
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser("models", parents=[common], help="list the detectors 'train --model' takes")
+    p.set_defaults(func=cmd_models)
+
     p = sub.add_parser("score", parents=[common], help="write the official DCASE anomaly-score files")
     data_args(p)
     scoring_args(p)
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--fail-on-anomaly", action="store_true",
+                   help="exit with status 1 when any clip is flagged (0 when none is; failures always exit 2)")
+    p.add_argument("--json", metavar="FILE",
+                   help="also write one JSON record per clip: path, section, score, threshold, flagged")
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("evaluate", parents=[common], help="AUC/pAUC per ID/section and result.csv")
@@ -104,7 +116,7 @@ def main(argv=None):
         with warnings.catch_warnings():  # restores warnings.showwarning on return
             if not args.debug:
                 warnings.showwarning = _one_line_warning
-            args.func(args)
+            code = args.func(args) or 0
     except KeyboardInterrupt:
         print("skasd: interrupted", file=sys.stderr)
         return 130
@@ -116,7 +128,7 @@ def main(argv=None):
         if not isinstance(exc, UsageError):
             detail = f"{type(exc).__name__}: {detail}"
         print(f"skasd {args.command}: error: {detail}", file=sys.stderr)
-        return 1
-    return 0
+        return 2  # a failure is never 1, which --fail-on-anomaly gives to a finding
+    return code
 
 

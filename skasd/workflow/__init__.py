@@ -1,7 +1,7 @@
 """The workflows behind the ``skasd`` command line, as library functions.
 
-- ``_pipeline``: the command line's model (:func:`build_pipeline`: log-mel features and an
-  autoencoder), saved and loaded in either model format (:func:`save_model`, :func:`load_model`).
+- ``_pipeline``: the command line's models (:data:`MODELS`, :func:`build_pipeline`: features,
+  an optional embedding and a detector; :func:`fit_pipeline` with the folder's metadata), saved and loaded in either model format (:func:`save_model`, :func:`load_model`).
 - ``_scoring``: the clips of a DCASE folder (:func:`load_clips`) through a fitted pipeline, in
   memory (:func:`score_clips`) or streamed in chunks (:func:`score_stream`).
 - ``_experiment``: the founding report's experiment (:func:`reproduce_report`), the demo
@@ -12,15 +12,19 @@ Problems of the request (a missing folder, an unknown model, files that do not d
 """
 
 from ._experiment import REPORT_ROWS, report_models, reproduce_report, run_demo, write_dcase_layout, write_plots
-from ._pipeline import MODELS, build_pipeline, load_model, save_model
-from ._scoring import CHUNK_SIZE, FeaturesOnDemand, load_clips, score_clips, score_stream
+from ._pipeline import DEFAULT_MODEL, MODELS, build_pipeline, describe_models, fit_pipeline, load_model, save_model
+from ._scoring import CHUNK_SIZE, FeaturesOnDemand, anomaly_thresholds, load_clips, score_clips, score_stream, section_labels
 
 __all__ = [
     "CHUNK_SIZE",
+    "DEFAULT_MODEL",
     "MODELS",
     "REPORT_ROWS",
     "FeaturesOnDemand",
+    "anomaly_thresholds",
     "build_pipeline",
+    "describe_models",
+    "fit_pipeline",
     "load_clips",
     "load_model",
     "report_models",
@@ -29,6 +33,7 @@ __all__ = [
     "save_model",
     "score_clips",
     "score_stream",
+    "section_labels",
     "write_dcase_layout",
     "write_plots",
 ]

@@ -1,5 +1,6 @@
 """The command line's model: a feature step and a detector in one Pipeline, saved and loaded."""
 
+import inspect
 from numbers import Integral
 from pathlib import Path
 
@@ -7,35 +8,138 @@ from sklearn.pipeline import Pipeline
 
 from .. import models
 from ..exceptions import ModelFileError, UsageError
+from ..features._clip_stats import ClipStatsTransformer
 from ..features._spectral import LogMelTransformer, _SpectralTransformer
 from ..io._formats import load_model_file, save_model_file
 
-__all__ = ["MODELS", "build_pipeline", "load_model", "save_model"]
-
-# Command-line name -> detector in skasd.models (looked up when used: torch loads then).
-MODELS = {"denseae": "DenseAE", "vae": "VAE", "cnnae": "CNNAE"}
+__all__ = ["DEFAULT_MODEL", "MODELS", "build_pipeline", "describe_models", "fit_pipeline", "load_model", "save_model"]
 
 
-def build_pipeline(model="cnnae", params=None, verbose=True):
-    """The CLI's model: ``Pipeline([("features", LogMelTransformer()), ("model", <detector>)])``.
+class _Spec:
+    """A command-line model: a one-line summary, its main parameters, and its steps."""
 
-    ``params`` keys name detector parameters (``max_epochs``) or, with the
-    ``features__`` prefix, feature parameters (``features__n_mels``). An unknown model or
-    parameter raises :class:`~skasd.exceptions.UsageError`.
+    def __init__(self, summary, main, steps):
+        self.summary, self.main, self.steps = summary, main, steps
+
+
+def _inlier(name, features="logmel"):
+    """Steps of an inlier detector (domain-normalised) on log-mel statistics or clip statistics."""
+
+    def steps(verbose):
+        feat = LogMelTransformer(verbose=verbose) if features == "logmel" else ClipStatsTransformer(verbose=verbose)
+        return [("features", feat), ("model", getattr(models, name)(domain_norm="zscore"))]
+
+    return steps
+
+
+def _autoencoder(name):
+    return lambda verbose: [("features", LogMelTransformer(verbose=verbose)),
+                            ("model", getattr(models, name)(verbose=int(verbose)))]
+
+
+def _embedding(name):
+    def steps(verbose):
+        return [("features", LogMelTransformer(verbose=verbose)),
+                ("embedding", models.ClassifierEmbedding(verbose=int(verbose))),
+                ("model", getattr(models, name)(domain_norm="zscore"))]
+
+    return steps
+
+
+# Command-line name -> model. Inlier models fit one model per (section, domain) and one
+# threshold per section; the embedding learns to tell section x attribute x domain apart.
+MODELS = {
+    "knn": _Spec("k-NN on log-mel band statistics, per section and domain, domain-normalised",
+                 "n_neighbors, metric", _inlier("KNNDetector")),
+    "mahalanobis": _Spec("Mahalanobis distance on log-mel band statistics, per section and domain",
+                         "covariance", _inlier("MahalanobisDetector")),
+    "gmm": _Spec("Gaussian mixture on log-mel band statistics, per section and domain",
+                 "n_components, covariance_type", _inlier("GMMDetector")),
+    "knn-clipstats": _Spec("k-NN on clip statistics (level, crest factor, spectral shape, MFCCs)",
+                           "n_neighbors, features__n_mfcc", _inlier("KNNDetector", "clipstats")),
+    "mahalanobis-clipstats": _Spec("Mahalanobis distance on clip statistics", "covariance",
+                                   _inlier("MahalanobisDetector", "clipstats")),
+    "gmm-clipstats": _Spec("Gaussian mixture on clip statistics", "n_components",
+                           _inlier("GMMDetector", "clipstats")),
+    "embedding-knn": _Spec("classifier embedding (section x attribute x domain classes) + k-NN",
+                           "embedding__max_epochs, embedding__loss, n_neighbors", _embedding("KNNDetector")),
+    "embedding-gmm": _Spec("classifier embedding + Gaussian mixture",
+                           "embedding__max_epochs, n_components", _embedding("GMMDetector")),
+    "denseae": _Spec("DCASE 2020 baseline dense autoencoder on 5-frame log-mel windows",
+                     "max_epochs, frames, l2", _autoencoder("DenseAE")),
+    "vae": _Spec("the founding report's variational autoencoder", "max_epochs, batch_norm, beta",
+                 _autoencoder("VAE")),
+    "cnnae": _Spec("the founding report's CNN autoencoder (skip connections, SVDD loss)",
+                   "max_epochs, skip, l2, loss", _autoencoder("CNNAE")),
+}
+DEFAULT_MODEL = "knn"
+
+
+def describe_models():
+    """One line per command-line model: name, summary and main parameters (``skasd models``)."""
+    width = max(map(len, MODELS))
+    return "\n".join(f"{name:{width}}  {spec.summary}{' (default)' * (name == DEFAULT_MODEL)}; set: {spec.main}"
+                     for name, spec in MODELS.items())
+
+
+def build_pipeline(model=DEFAULT_MODEL, params=None, verbose=True):
+    """The command line's model: a Pipeline of a feature step, (an embedding,) and a detector.
+
+    ``params`` keys are ``step__param`` (``features__n_mels``, ``embedding__max_epochs``,
+    ``model__n_neighbors``) or plain detector parameters (``max_epochs``, meaning
+    ``model__max_epochs``). An unknown model or parameter raises
+    :class:`~skasd.exceptions.UsageError` naming the valid ones.
     """
     if model not in MODELS:
-        raise UsageError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
-    pipe = Pipeline([
-        ("features", LogMelTransformer(verbose=verbose)),
-        ("model", getattr(models, MODELS[model])(verbose=int(verbose))),
-    ])
-    routed = {k if k.startswith("features__") else f"model__{k}": v for k, v in (params or {}).items()}
+        raise UsageError(f"unknown model {model!r}; choose one of {', '.join(MODELS)} (see 'skasd models')")
+    pipe = Pipeline(MODELS[model].steps(verbose))
+    steps = set(pipe.named_steps)
+    routed = {k if k.split("__", 1)[0] in steps and "__" in k else f"model__{k}": v for k, v in (params or {}).items()}
     valid = pipe.get_params(deep=True)
-    unknown = [k.split("__", 1)[1] for k in routed if k not in valid]
+    unknown = [k for k in routed if k not in valid]
     if unknown:
-        names = sorted(k for k in pipe.named_steps["model"].get_params(deep=False))
-        raise UsageError(f"unknown parameter(s) {', '.join(unknown)} for {model}; valid: {', '.join(names)}")
+        names = sorted(f"{step}__{k}" if step != "model" else k
+                       for step, est in pipe.named_steps.items() for k in est.get_params(deep=False))
+        shown = [k.removeprefix("model__") for k in unknown]
+        raise UsageError(f"unknown parameter(s) {', '.join(shown)} for {model}; valid: {', '.join(names)}")
     return pipe.set_params(**routed)
+
+
+def _requests(estimator):
+    """Metadata names ``estimator.fit`` takes, of those a DCASE folder gives."""
+    params = inspect.signature(estimator.fit).parameters
+    return [name for name in ("domain", "section", "machine_id") if name in params]
+
+
+def fit_pipeline(pipe, clips):
+    """Fit ``pipe`` on the normal ``clips`` (rows of :func:`skasd.datasets.load_dcase`) with their metadata.
+
+    Each step gets what it takes: an inlier detector the clips' ``domain`` (where every clip
+    has one) and ``section`` (where the folder has several sections or IDs: one model and
+    one threshold per section), a :class:`~skasd.ClassifierEmbedding` the classes section x
+    attributes x domain as ``machine_id``. Returns the fitted pipeline and the names of the
+    metadata it used.
+    """
+    domain = clips["domain"]
+    meta = {"section": clips["section_or_id"].astype(str).to_numpy(object)}
+    if domain.notna().all():
+        meta["domain"] = domain.astype(str).to_numpy(object)
+    classes = clips["section_or_id"].astype(str) + "|" + clips["attributes"].map(
+        lambda a: ",".join(f"{k}={v}" for k, v in sorted(a.items())) if isinstance(a, dict) else "")
+    meta["machine_id"] = (classes + "|" + domain.fillna("").astype(str)).to_numpy(object)
+    if len(set(meta["section"])) < 2:
+        del meta["section"]
+    # each step fitted in turn with the metadata its fit takes, as Pipeline.fit with metadata
+    # routing would, but without storing routing requests that model files cannot hold
+    used, Xt = set(), list(clips["path"])
+    for i, (_, step) in enumerate(pipe.steps):
+        kwargs = {name: meta[name] for name in _requests(step) if name in meta}
+        used.update(kwargs)
+        if i == len(pipe.steps) - 1:
+            step.fit(Xt, **kwargs)
+        else:
+            Xt = step.fit_transform(Xt, **kwargs) if kwargs else step.fit_transform(Xt)
+    return pipe, sorted(used)
 
 
 def save_model(pipe, path, fmt=None, metadata=None):

@@ -13,7 +13,8 @@ from ..features._audio import load_audio
 from ..utils._validation import listing
 from ._pipeline import audio_step
 
-__all__ = ["CHUNK_SIZE", "FeaturesOnDemand", "load_clips", "score_clips", "score_stream"]
+__all__ = ["CHUNK_SIZE", "FeaturesOnDemand", "load_clips", "score_clips", "score_stream", "section_labels",
+           "anomaly_thresholds"]
 
 CHUNK_SIZE = 256
 
@@ -65,12 +66,14 @@ def _undecodable(paths, sr):
     return bad
 
 
-def score_stream(pipe, paths, on_error="stop", chunk_size=CHUNK_SIZE, progress=False):
+def score_stream(pipe, paths, on_error="stop", chunk_size=CHUNK_SIZE, progress=False, sections=None):
     """Anomaly scores and decisions of audio files, ``chunk_size`` files at a time.
 
     Only one chunk's features are in memory at once. Files at another sample rate than
     the model's features raise :class:`~skasd.exceptions.UsageError`. A file that fails to
-    decode raises one naming it (``on_error="stop"``) or is left out (``"skip"``).
+    decode raises one naming it (``on_error="stop"``) or is left out (``"skip"``). With
+    ``sections`` (one per path) a detector fitted per section scores each file by its own
+    section's model and threshold (:func:`section_labels` gives them).
 
     Returns
     -------
@@ -80,6 +83,7 @@ def score_stream(pipe, paths, on_error="stop", chunk_size=CHUNK_SIZE, progress=F
         ``{path: error message}`` of the files left out (empty with ``"stop"``).
     """
     features, detector, feat = pipe[:-1], pipe[-1], audio_step(pipe)
+    section_of = None if sections is None else dict(zip(paths, sections))
     scores, decisions, failed = [], [], {}
     with tqdm(total=len(paths), unit="file", desc="scoring", disable=not progress) as bar:
         for start in range(0, len(paths), chunk_size):
@@ -102,7 +106,8 @@ def score_stream(pipe, paths, on_error="stop", chunk_size=CHUNK_SIZE, progress=F
                 chunk = [p for p in chunk if p not in bad]
                 X = features.transform(chunk) if chunk else None
             if chunk:
-                score, decision = _score_and_decide(detector, X)
+                section = None if section_of is None else [section_of[p] for p in chunk]
+                score, decision = _score_and_decide(detector, X, section)
                 scores.append(score)
                 decisions.append(decision)
             bar.update(n_files)
@@ -114,13 +119,46 @@ def score_stream(pipe, paths, on_error="stop", chunk_size=CHUNK_SIZE, progress=F
 def score_clips(pipe, clips):
     """Features, anomaly scores and decisions (1 normal / -1 anomaly) for the clips' paths, in memory."""
     features = pipe[:-1].transform(list(clips["path"]))
-    return (features, *_score_and_decide(pipe[-1], features))
+    return (features, *_score_and_decide(pipe[-1], features, section_labels(pipe, clips)))
 
 
-def _score_and_decide(detector, X):
-    """Anomaly scores and ``predict`` labels of the features ``X`` from one scoring pass."""
-    scores = detector.score_samples(X)
-    return -scores, detector.predict_from_scores(scores)
+def section_labels(pipe, clips):
+    """Each clip's section where the pipeline's detector was fitted per section, else None.
+
+    Raises :class:`~skasd.exceptions.UsageError` naming the sections of the clips that the
+    model was not trained on.
+    """
+    fitted = getattr(pipe[-1], "sections_", None)
+    if fitted is None:
+        return None
+    sections = clips["section_or_id"].astype(str).to_numpy(object)
+    missing = sorted(set(sections) - set(fitted.tolist()))
+    if missing:
+        raise UsageError(
+            f"the model was trained on sections {listing(fitted.tolist())}; the data has clips of "
+            f"{listing(missing)} too: train a model on those sections"
+        )
+    return sections
+
+
+def anomaly_thresholds(pipe, clips):
+    """Each clip's decision threshold on the anomaly score (``-offset_``, or its section's
+    ``-section_offsets_[s]`` for a detector fitted per section): above it, a clip is flagged."""
+    detector, sections = pipe[-1], section_labels(pipe, clips)
+    if sections is None:
+        return np.full(len(clips), -float(detector.offset_))
+    return -np.array([detector.section_offsets_[s] for s in sections], dtype=float)
+
+
+def _score_and_decide(detector, X, section=None):
+    """Anomaly scores and ``predict`` labels of the features ``X`` from one scoring pass;
+    with ``section``, each clip's own section's model and threshold."""
+    if section is None:
+        scores = detector.score_samples(X)
+        return -scores, detector.predict_from_scores(scores)
+    scores = detector.score_samples(X, section=section)
+    offsets = np.array([detector.section_offsets_[s] for s in section])
+    return -scores, detector.predict_from_scores(scores, offsets)
 
 
 class FeaturesOnDemand:

@@ -1,3 +1,4 @@
+import json
 import shutil
 import subprocess
 import sys
@@ -209,19 +210,19 @@ def test_errors_are_one_line(dev_folder, trained, tmp_path, capsys):
     assert "empty" in _err(["train", "--data", str(tmp_path / "empty"), "--out", out], capsys)
     assert "bad --set 'max_epochs'" in _err(
         ["train", "--data", str(dev_folder), "--set", "max_epochs", "--out", out], capsys)
-    msg = _err(["train", "--data", str(dev_folder), "--set", "epochs=3", "--out", out], capsys)
-    assert "unknown parameter(s) epochs for cnnae" in msg and "max_epochs" in msg
+    msg = _err(["train", "--data", str(dev_folder), "--model", "cnnae", "--set", "epochs=3", "--out", out], capsys)
+    assert "unknown parameter(s) epochs for cnnae" in msg and "max_epochs" in msg and "features__n_mels" in msg
+    msg = _err(["train", "--data", str(dev_folder), "--model", "embedding-knn", "--set", "embedding__epochs=3",
+                "--out", out], capsys)
+    assert "unknown parameter(s) embedding__epochs for embedding-knn" in msg and "embedding__max_epochs" in msg
     bogus = tmp_path / "bogus.joblib"
     bogus.write_bytes(b"not a model")
     assert "cannot read model file" in _err(
         ["score", "--model", str(bogus), "--data", str(dev_folder), "--out", str(tmp_path)], capsys)
     assert "model file not found" in _err(
         ["score", "--model", str(tmp_path / "nope"), "--data", str(dev_folder), "--out", str(tmp_path)], capsys)
-    with pytest.raises(SystemExit) as exc:
-        main(["train", "--data", str(dev_folder), "--model", "svm", "--out", out])
-    assert exc.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "invalid choice: 'svm'" in err[0]
+    msg = _err(["train", "--data", str(dev_folder), "--model", "svm", "--out", out], capsys)
+    assert "unknown model 'svm'; choose one of knn, mahalanobis" in msg and "embedding-knn" in msg
     assert not (tmp_path / "m.skasd").exists()
     assert warnings.showwarning is showwarning, "main left its one-line warning printer installed"
 
@@ -230,7 +231,7 @@ def test_console_script_no_traceback_and_debug(tmp_path):
     exe = [sys.executable, "-m", "skasd.cli"]
     res = subprocess.run([*exe, "train", "--data", "/nonexistent", "--out", str(tmp_path / "m")],
                          capture_output=True, text=True)
-    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert res.returncode == 2 and "Traceback" not in res.stderr  # failures exit 2, never 1 (a finding)
     assert res.stderr.strip() == "skasd train: error: data folder not found: /nonexistent"
     res = subprocess.run([*exe, "--debug", "train", "--data", "/nonexistent", "--out", str(tmp_path / "m")],
                          capture_output=True, text=True)
@@ -294,7 +295,7 @@ def test_evaluate_report_on_unlabelled_test_clips(dev_folder, trained, tmp_path,
     out = tmp_path / "out"
     out.mkdir()
     # without --report there is nothing to evaluate: one clear line
-    assert main(["evaluate", "--model", str(trained), "--data", str(root), "--out", str(out)]) == 1
+    assert main(["evaluate", "--model", str(trained), "--data", str(root), "--out", str(out)]) == 2
     assert "no labelled test clips" in capsys.readouterr().err
     html = out / "report.html"
     assert main(["evaluate", "--model", str(trained), "--data", str(root), "--out", str(out),
@@ -334,3 +335,105 @@ def test_evaluate_writes_the_dcase2023_result_csv_on_real_toycar(toycar_dir, tmp
                                test.section_or_id, test.domain)
     np.testing.assert_allclose([float(v) for v in lines[2].split(",")[1:]], table.loc["section_00"], rtol=1e-12)
     assert "AUC (source)" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------ every detector, sections, exit codes
+def test_models_lists_every_family_one_line_each(capsys):
+    from skasd.workflow import DEFAULT_MODEL, MODELS
+
+    assert main(["models"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [ln.split()[0] for ln in lines] == list(MODELS)
+    assert {"knn", "mahalanobis", "gmm", "embedding-knn", "embedding-gmm", "denseae", "vae", "cnnae"} <= set(MODELS)
+    assert "(default)" in lines[list(MODELS).index(DEFAULT_MODEL)] and all("set: " in ln for ln in lines)
+
+
+@pytest.mark.parametrize("model, sets", [
+    ("knn", []), ("mahalanobis", []), ("gmm", ["covariance_type=diag"]), ("knn-clipstats", []),
+    ("embedding-knn", ["embedding__max_epochs=1", "embedding__random_state=0"]),
+    ("embedding-gmm", ["embedding__max_epochs=1", "covariance_type=diag"]),
+    ("vae", ["max_epochs=1"]), ("cnnae", ["max_epochs=1"]),
+])
+def test_every_family_trains_scores_and_evaluates(model, sets, dev_folder, tmp_path):
+    path = tmp_path / "m.skasd"
+    argv = ["train", "--data", str(dev_folder), "--model", model, "--out", str(path), "--quiet"]
+    assert main(argv + [a for s in sets for a in ("--set", s)]) == 0
+    assert main(["evaluate", "--model", str(path), "--data", str(dev_folder), "--out", str(tmp_path), "--quiet"]) == 0
+    assert (tmp_path / "result.csv").read_text().splitlines()[1] == "id,AUC,pAUC"
+    info = model_info(path)["metadata"]
+    assert info["model"] == model and info["sections"] == ["id_00", "id_02"]
+
+
+def test_inlier_models_fit_and_score_per_section(dev_folder, tmp_path):
+    """One model and threshold per ID: the CLI's scores are each clip's own section's."""
+    from skasd.datasets import load_dcase
+    from skasd.workflow import build_pipeline
+
+    path = tmp_path / "knn.skasd"
+    assert main(["train", "--data", str(dev_folder), "--model", "knn", "--out", str(path), "--quiet"]) == 0
+    assert model_info(path)["metadata"]["fit_metadata"] == ["section"]
+    assert main(["score", "--model", str(path), "--data", str(dev_folder), "--out", str(tmp_path / "s"),
+                 "--json", str(tmp_path / "r.jsonl"), "--quiet"]) == 0
+    clips = load_dcase(dev_folder)
+    train, test = clips[clips.split == "train"], clips[clips.split == "test"]
+    by_hand = {}
+    for section in ("id_00", "id_02"):
+        pipe = build_pipeline("knn", verbose=False).fit(list(train.path[train.section_or_id == section]))
+        rows = test[test.section_or_id == section]
+        by_hand.update(zip(rows.path.map(lambda p: p.rsplit("/", 1)[1]), -pipe.score_samples(list(rows.path))))
+        offset = pipe[-1].offset_
+        records = [json.loads(ln) for ln in (tmp_path / "r.jsonl").read_text().splitlines()]
+        mine = [r for r in records if r["section"] == section]
+        assert len(mine) == len(rows) and all(r["threshold"] == pytest.approx(-offset) for r in mine)
+        assert all(r["flagged"] == (r["score"] > r["threshold"]) for r in mine)
+    scores = _scores(tmp_path / "s")
+    assert scores.keys() == by_hand.keys()
+    np.testing.assert_allclose([scores[k] for k in by_hand], list(by_hand.values()), rtol=1e-9)
+
+
+def test_fail_on_anomaly_exit_codes_and_json(dev_folder, tmp_path, capsys):
+    path = tmp_path / "knn.skasd"
+    assert main(["train", "--data", str(dev_folder), "--model", "knn", "--out", str(path), "--quiet"]) == 0
+    # the folder's anomalies are flagged: exit 1
+    assert main(["score", "--model", str(path), "--data", str(dev_folder), "--out", str(tmp_path / "a"),
+                 "--fail-on-anomaly", "--quiet"]) == 1
+    # a folder of normal clips only, with a threshold above every score: nothing flagged, exit 0
+    normal = tmp_path / "normal" / "pump"
+    shutil.copytree(dev_folder, normal)
+    for f in (normal / "test").glob("anomaly_*"):
+        f.unlink()
+    lenient = tmp_path / "lenient.skasd"
+    assert main(["train", "--data", str(dev_folder), "--model", "knn", "--set", "contamination=0.0001",
+                 "--out", str(lenient), "--quiet"]) == 0
+    rc = main(["score", "--model", str(lenient), "--data", str(normal), "--out", str(tmp_path / "b"),
+               "--fail-on-anomaly", "--json", str(tmp_path / "b.jsonl"), "--quiet"])
+    records = [json.loads(ln) for ln in (tmp_path / "b.jsonl").read_text().splitlines()]
+    assert rc == (1 if any(r["flagged"] for r in records) else 0)
+    assert set(records[0]) == {"path", "section", "score", "threshold", "flagged"}
+    # an unreadable clip: exit 2, one line naming the file, never 1
+    (normal / "test" / "normal_id_00_00000099.wav").write_bytes(b"not audio")
+    capsys.readouterr()
+    assert main(["score", "--model", str(path), "--data", str(normal), "--out", str(tmp_path / "c"),
+                 "--fail-on-anomaly", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "normal_id_00_00000099.wav" in err[0]
+
+
+def test_model_of_other_sections_is_one_line(dev_folder, tmp_path, capsys):
+    path = tmp_path / "m.skasd"
+    assert main(["train", "--data", str(dev_folder), "--model", "knn", "--out", str(path), "--quiet"]) == 0
+    three = tmp_path / "three" / "pump"
+    shutil.copytree(dev_folder, three)
+    for f in (three / "test").glob("*id_02*"):
+        f.rename(f.with_name(f.name.replace("id_02", "id_04")))
+    msg = _err(["score", "--model", str(path), "--data", str(three), "--out", str(tmp_path / "s")], capsys)
+    assert "trained on sections id_00, id_02" in msg and "id_04" in msg
+
+
+def test_evaluate_warns_about_clips_it_was_trained_on(fan_dir, tmp_path, capsys):
+    path = tmp_path / "m.skasd"
+    assert main(["train", "--data", str(fan_dir), "--model", "knn", "--out", str(path), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(path), "--data", str(fan_dir), "--out", str(tmp_path), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "20 of the 40 evaluated clips were in the model's training set" in err
