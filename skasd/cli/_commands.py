@@ -198,9 +198,13 @@ def evaluation(args):
     if not labelled.empty:
         y = (clips["label"] == "anomaly").to_numpy(int)
         groups = clips["section_or_id"]
+        report = None
         if clips["domain"].notna().all():  # DCASE 2022+: the official per-domain table
-            report = dcase_result_table(y, score, decision == -1, groups, clips["domain"])
-        else:
+            try:
+                report = dcase_result_table(y, score, decision == -1, groups, clips["domain"])
+            except ValueError as exc:  # e.g. a sample folder without normals of one domain
+                warnings.warn(f"no DCASE 2022+ per-domain table ({exc}); writing AUC and pAUC over both domains")
+        if report is None:
             report = dcase_report(y, score, groups)
     return SimpleNamespace(
         pipe=pipe, clips=clips, y=y, score=score, decision=decision, report=report,
