@@ -238,4 +238,4 @@ def cmd_reproduce(args):
 
 
 def cmd_demo(args):
-    run_demo(args.out, max_epochs=args.max_epochs, verbose=not args.quiet)
+    run_demo(args.out, max_epochs=args.max_epochs, verbose=not args.quiet, data=args.data)

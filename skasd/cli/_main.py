@@ -98,7 +98,9 @@ def build_parser():
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="parameter for every model, e.g. max_epochs=20")
     p.set_defaults(func=cmd_reproduce)
 
-    p = sub.add_parser("demo", parents=[common], help="train and score on generated machine sounds")
+    p = sub.add_parser("demo", parents=[common],
+                       help="the recommended detectors beside the report's autoencoders, on generated or real data")
+    p.add_argument("--data", help="a DCASE folder of one machine type to compare on instead of generated sounds")
     p.add_argument("--out", default="skasd-demo", help="output folder (default: ./skasd-demo)")
     p.add_argument("--max-epochs", type=int, default=10, help="training epochs (default: 10)")
     p.set_defaults(func=cmd_demo)

@@ -162,10 +162,11 @@ def _score_and_decide(detector, X, section=None):
 
 
 class FeaturesOnDemand:
-    """``features[idx]``: the features of the clips at ``idx``, computed when asked (for plots of a few clips)."""
+    """``features[idx]``: the first step's features (log-mels) of the clips at ``idx``,
+    computed when asked (for plots of a few clips)."""
 
     def __init__(self, pipe, paths):
-        self.transform, self.paths = pipe[:-1].transform, list(paths)
+        self.transform, self.paths = pipe[0].transform, list(paths)
 
     def __len__(self):
         return len(self.paths)

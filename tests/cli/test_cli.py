@@ -251,13 +251,26 @@ def test_train_score_on_shared_slider(slider_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_demo_runs(tmp_path, capsys):
+def test_demo_compares_the_recommended_detectors_with_the_autoencoders(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--max-epochs", "2"]) == 0
     out = capsys.readouterr().out
-    assert "arithmetic mean" in out
-    assert (tmp_path / "submission" / "anomaly_score_machine_id_00.csv").is_file()
+    models = [ln.split()[2] for ln in out.splitlines() if ln.startswith("arithmetic mean")]
+    assert models == ["knn", "embedding-knn", "denseae", "cnnae"]
+    verdict = next(ln for ln in out.splitlines() if ln.startswith("verdict: "))
+    assert verdict.split()[1] in models
+    assert len({p.name for p in (tmp_path / "submission").glob("anomaly_score_slider_id_0*.csv")}) == 4
     assert (tmp_path / "plots" / "roc.png").stat().st_size > 5000
-    assert (tmp_path / "plots" / "loss.png").stat().st_size > 5000
+    assert (tmp_path / "report.html").stat().st_size > 10000
+
+
+@pytest.mark.slow
+def test_demo_on_a_real_dcase_folder(toycar_dir, tmp_path, capsys):
+    from skasd.workflow import run_demo
+
+    table = run_demo(tmp_path, max_epochs=1, verbose=False, data=toycar_dir, models=("knn", "denseae"))
+    assert list(table["model"].unique()) == ["knn", "denseae"]
+    assert {"AUC (source)", "AUC (target)", "pAUC", "official"} <= set(table.columns)
+    assert (tmp_path / "submission" / "anomaly_score_ToyCar_section_00_test.csv").is_file()
 
 
 @pytest.mark.slow
