@@ -1,6 +1,7 @@
 """The command line's model: a feature step and a detector in one Pipeline, saved and loaded."""
 
 import inspect
+import warnings
 from numbers import Integral
 from pathlib import Path
 
@@ -129,6 +130,12 @@ def fit_pipeline(pipe, clips):
     meta["machine_id"] = (classes + "|" + domain.fillna("").astype(str)).to_numpy(object)
     if len(set(meta["section"])) < 2:
         del meta["section"]
+    takes = {name for _, step in pipe.steps for name in _requests(step)}
+    if "domain" in meta and "domain" in takes and set(meta["domain"]) == {"source"}:
+        warnings.warn("no target-domain training clips: every clip is scored against the source-domain model")
+    if "machine_id" in takes and not clips["attributes"].map(bool).any():
+        warnings.warn("no attributes in the file names: the embedding's classes are the sections (and domains) "
+                      "only, with its self-supervised pseudo_shifts classes")
     # each step fitted in turn with the metadata its fit takes, as Pipeline.fit with metadata
     # routing would, but without storing routing requests that model files cannot hold
     used, Xt = set(), list(clips["path"])

@@ -449,3 +449,17 @@ def test_evaluate_warns_about_clips_it_was_trained_on(fan_dir, tmp_path, capsys)
     assert main(["evaluate", "--model", str(path), "--data", str(fan_dir), "--out", str(tmp_path), "--quiet"]) == 0
     err = capsys.readouterr().err
     assert "20 of the 40 evaluated clips were in the model's training set" in err
+
+
+def test_fit_pipeline_warns_once_about_missing_target_clips_and_attributes(dev_folder):
+    from skasd.datasets import load_dcase
+    from skasd.workflow import build_pipeline, fit_pipeline
+
+    clips = load_dcase(dev_folder)
+    train = clips[clips.split == "train"].copy()
+    train["domain"] = "source"
+    with pytest.warns(UserWarning) as record:
+        fit_pipeline(build_pipeline("embedding-knn", {"embedding__max_epochs": 1}, verbose=False), train)
+    messages = [str(w.message) for w in record if "target-domain" in str(w.message) or "attributes" in str(w.message)]
+    assert len(messages) == 2
+    assert "no target-domain training clips" in messages[0] and "no attributes in the file names" in messages[1]
