@@ -28,6 +28,7 @@ _LAZY = {
     "MahalanobisDetector": "skasd.models",
     "GMMDetector": "skasd.models",
     "ScoreFusion": "skasd.models",
+    "SectionwiseDetector": "skasd.models",
     "ClassifierEmbedding": "skasd.models",
     "ClipStatsTransformer": "skasd.features",
     "FeatureStore": "skasd.features",

@@ -20,7 +20,6 @@ from ..io import model_format, model_info, result_csv, write_submission
 from ..metrics import dcase_report, dcase_result_table
 from ..report import write_report
 from ..utils._atomic import write_text_atomic
-from ..utils._validation import listing
 from ..workflow import (
     FeaturesOnDemand,
     anomaly_thresholds,
@@ -119,9 +118,6 @@ def cmd_train(args):
     t0 = time.perf_counter()
     pipe, used = fit_pipeline(pipe, normals)
     sections = sorted(normals["section_or_id"].astype(str).unique())
-    if len(sections) > 1 and "section" not in used:
-        warnings.warn(f"{args.model} fits one model on all {len(sections)} sections ({listing(sections)}); "
-                      "the inlier models (knn, mahalanobis, gmm, embedding-*) fit one per section")
     metadata = {"training_files": list(normals["path"]), "training_clip_hashes": clip_hashes(normals["path"]),
                 "machine_type": mtype, "model": args.model, "sections": sections, "fit_metadata": used}
     save_trained(pipe, args.out, fmt, metadata=metadata)

@@ -15,6 +15,7 @@ inlier model):
 - :class:`KNNDetector`, :class:`MahalanobisDetector`, :class:`GMMDetector`: inlier models
   on any 2-D embedding or feature matrix, with DCASE 2022+ per-domain scoring.
 - :class:`ScoreFusion`: combines several detectors' standardised anomaly scores.
+- :class:`SectionwiseDetector`: one clone of any detector per section (machine ID).
 
 Every detector shares :class:`~skasd.models._base.BaseDetector`: ``score_samples``
 (higher = more normal), ``anomaly_score``, ``decision_function`` and ``predict`` follow
@@ -34,6 +35,7 @@ _LAZY = {
     "KNNDetector": "._inlier",
     "MahalanobisDetector": "._inlier",
     "ScoreFusion": "._fusion",
+    "SectionwiseDetector": "._sectionwise",
     "VAE": "._vae",
 }
 

@@ -274,8 +274,9 @@ def write_plots(out, pipe, y, score, features):
             score, y_true=y, threshold=-detector.offset_, ax=axes()
         ).figure_,
     }
-    trained = [step for _, step in pipe.steps if getattr(step, "net_", None) is not None]
-    if trained:  # the loss of the (last) network the pipeline trained
+    steps = [step for _, step in pipe.steps] + list(getattr(pipe[-1], "estimators_", ()))[:1]
+    trained = [step for step in steps if getattr(step, "net_", None) is not None]
+    if trained:  # the loss of the (last) network the pipeline trained; the first section's per section
         plots["loss.png"] = lambda: LossHistoryDisplay.from_estimator(trained[-1], ax=axes()).figure_
     normal, anomalous = features[order[:1]], features[order[-1:]]
     if np.ndim(normal) == 3:  # spectrogram-like features (not clip statistics)

@@ -117,7 +117,8 @@ def fit_pipeline(pipe, clips):
 
     Each step gets what it takes: an inlier detector the clips' ``domain`` (where every clip
     has one) and ``section`` (where the folder has several sections or IDs: one model and
-    one threshold per section), a :class:`~skasd.ClassifierEmbedding` the classes section x
+    one threshold per section; any other detector, e.g. an autoencoder, is then wrapped in a
+    :class:`~skasd.SectionwiseDetector`: one clone per section), a :class:`~skasd.ClassifierEmbedding` the classes section x
     attributes x domain as ``machine_id``. Returns the fitted pipeline and the names of the
     metadata it used.
     """
@@ -130,6 +131,9 @@ def fit_pipeline(pipe, clips):
     meta["machine_id"] = (classes + "|" + domain.fillna("").astype(str)).to_numpy(object)
     if len(set(meta["section"])) < 2:
         del meta["section"]
+    if "section" in meta and "section" not in _requests(pipe.steps[-1][1]):
+        # a detector without per-section models (an autoencoder): one clone per section
+        pipe.steps[-1] = (pipe.steps[-1][0], models.SectionwiseDetector(pipe.steps[-1][1]))
     takes = {name for _, step in pipe.steps for name in _requests(step)}
     if "domain" in meta and "domain" in takes and set(meta["domain"]) == {"source"}:
         warnings.warn("no target-domain training clips: every clip is scored against the source-domain model")

@@ -65,7 +65,7 @@ def test_train_writes_safe_format_by_default(dev_folder, trained, tmp_path):
     assert zipfile.is_zipfile(trained)
     meta = model_info(trained)["metadata"]
     assert meta["n_training_files"] == 24 and meta["machine_type"] == "pump"
-    assert meta["features"][0]["sr"] == 16000 and meta["inputs"][0]["class"] == "DenseAE"
+    assert meta["features"][0]["sr"] == 16000 and meta["inputs"][0]["class"] == "SectionwiseDetector"  # one DenseAE per ID
     base = ["train", "--data", str(dev_folder), "--model", "denseae", "--set", "max_epochs=2",
             "--set", "random_state=0", "--quiet", "--out"]
     assert main([*base, str(tmp_path / "m.joblib")]) == 0  # .joblib keeps meaning joblib
@@ -133,7 +133,7 @@ def test_sample_rate_and_band_mismatch(dev_folder, trained, tmp_path, capsys):
     save_model(pipe, tmp_path / "bad.skasd")
     msg = _err(["score", "--model", str(tmp_path / "bad.skasd"), "--data", str(dev_folder), "--out", str(tmp_path)],
                capsys)
-    assert "the features do not match the model: its LogMelTransformer makes n_mels=64 bands but its DenseAE " \
+    assert "the features do not match the model: its LogMelTransformer makes n_mels=64 bands but its SectionwiseDetector " \
            "was fitted on 128" in msg
 
 
@@ -374,6 +374,9 @@ def test_every_family_trains_scores_and_evaluates(model, sets, dev_folder, tmp_p
     assert (tmp_path / "result.csv").read_text().splitlines()[1] == "id,AUC,pAUC"
     info = model_info(path)["metadata"]
     assert info["model"] == model and info["sections"] == ["id_00", "id_02"]
+    assert "section" in info["fit_metadata"]  # one model and threshold per machine ID, autoencoders too
+    detector = load_model(path)[-1]
+    assert detector.sections_.tolist() == ["id_00", "id_02"] and set(detector.section_offsets_) == {"id_00", "id_02"}
 
 
 def test_inlier_models_fit_and_score_per_section(dev_folder, tmp_path):

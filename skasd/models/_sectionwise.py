@@ -1,0 +1,218 @@
+"""SectionwiseDetector: one clone of any detector per section (machine ID), one threshold each.
+
+The DCASE protocol trains and thresholds each section (2020: each machine ID) on its own
+clips. The inlier detectors do that natively on a shared embedding (``fit(X, section=...)``);
+this wrapper gives the same API to any other detector, e.g. one autoencoder per machine ID.
+"""
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+from sklearn.utils.validation import check_is_fitted
+
+from ..utils._docstring import Substitution
+from ..utils._sklearn_compat import HasMethods, validate_data
+from ..utils._validation import normal_mask
+from ._base import CONTAMINATION_DOC, BaseDetector
+
+__all__ = ["SectionwiseDetector"]
+
+
+@Substitution(contamination=CONTAMINATION_DOC)
+class SectionwiseDetector(BaseDetector):
+    """One clone of ``estimator`` per section, each with its own threshold.
+
+    ``fit(X, section=s)`` fits a clone of ``estimator`` on each section's clips;
+    ``score_samples``, ``anomaly_score``, ``decision_function`` and ``predict`` take
+    ``section=`` and judge each clip by its own section's model and threshold
+    (``section_offsets_``), as the inlier detectors do. Without ``section`` a clip is scored by
+    every section's model and keeps its best (most normal) score, against ``offset_``.
+
+    Parameters
+    ----------
+    estimator : skasd detector
+        The detector cloned per section (anything with ``fit`` and ``score_samples``).
+    {contamination}
+
+    Attributes
+    ----------
+    estimators_ : list of estimators
+        The fitted clone of each section, in the order of ``sections_``.
+    sections_ : ndarray of object
+        The section labels seen in ``fit`` (sorted).
+    section_offsets_ : dict
+        Section label -> threshold from that section's training clips' scores.
+    offset_ : float
+        Threshold of all training clips, each scored by its own section's model.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skasd.models import KNNDetector, SectionwiseDetector
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.r_[rng.normal(0, 1, (30, 3)), rng.normal(10, 1, (30, 3))]
+    >>> det = SectionwiseDetector(KNNDetector(metric="euclidean")).fit(X, section=["a"] * 30 + ["b"] * 30)
+    >>> det.predict([[10, 10, 10], [0, 0, 0]], section=["a", "a"])
+    array([-1,  1])
+    """
+
+    _parameter_constraints = {
+        **BaseDetector._parameter_constraints,
+        "estimator": [HasMethods(["fit", "score_samples"])],
+    }
+
+    def __init__(self, estimator, *, contamination="auto"):
+        self.estimator = estimator
+        self.contamination = contamination
+
+    def fit(self, X, y=None, section=None):
+        """Fit one clone of ``estimator`` per section.
+
+        Parameters
+        ----------
+        X : array-like
+            Training clips in the layout ``estimator`` takes (e.g. log-mels).
+        y : array-like of shape (n_clips,), default=None
+            Optional anomaly labels; clips labelled anomalous are left out.
+        section : array-like of shape (n_clips,), default=None
+            Section of each clip; None: one section.
+
+        Returns
+        -------
+        self : object
+            The fitted detector.
+        """
+        self._validate_params()
+        X = validate_data(self, X, allow_nd=True, dtype=None)
+        n = len(X)
+        section = self._labels_of(section, n)
+        if y is not None:
+            mask = normal_mask(y, n, type(self).__name__)
+            if mask is not None:
+                X, section = X[mask], section[mask]
+        sections = np.unique(section).astype(object)
+        estimators, offsets, train = [], {}, []
+        for label in sections:
+            rows = section == label
+            est = clone(self.estimator).fit(X[rows])
+            scores = est.score_samples(X[rows])
+            estimators.append(est)
+            offsets[label] = self._offset(scores)
+            train.append(scores)
+        self.estimators_, self.sections_, self.section_offsets_ = estimators, sections, offsets
+        self._set_offset(np.concatenate(train))
+        return self
+
+    def _labels_of(self, section, n):
+        if section is None:
+            return np.full(n, "all", dtype=object)
+        section = np.asarray(section, dtype=object)
+        if section.ndim != 1 or len(section) != n or pd.isna(section).any():
+            raise ValueError(
+                f"{type(self).__name__}: section must hold one label per clip ({n}), none missing; "
+                f"got shape {section.shape}."
+            )
+        return section
+
+    def _score(self, X, section):
+        check_is_fitted(self)
+        X = validate_data(self, X, allow_nd=True, dtype=None, reset=False)
+        if section is None:
+            return np.max([est.score_samples(X) for est in self.estimators_], axis=0), self.offset_
+        section = self._labels_of(section, len(X))
+        codes = pd.Index(self.sections_).get_indexer(section)
+        if (codes < 0).any():
+            raise ValueError(
+                f"{type(self).__name__}: sections not seen in fit: {pd.unique(section[codes < 0]).tolist()}; "
+                f"fitted sections: {self.sections_.tolist()}."
+            )
+        scores = np.empty(len(X))
+        for code in np.unique(codes):
+            rows = codes == code
+            scores[rows] = self.estimators_[code].score_samples(X[rows])
+        offsets = np.array([self.section_offsets_[s] for s in self.sections_.tolist()])
+        return scores, offsets[codes]
+
+    def score_samples(self, X, section=None):
+        """Each clip's score by its section's model (higher = more normal).
+
+        Parameters
+        ----------
+        X : array-like
+            Clips to score.
+        section : array-like of shape (n_clips,), default=None
+            Section of each clip; None: the best score over the sections' models.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_clips,)
+        """
+        return self._score(X, section)[0]
+
+    def anomaly_score(self, X, section=None):
+        """``-score_samples(X, section)`` (higher = more anomalous).
+
+        Parameters
+        ----------
+        X : array-like
+            Clips to score.
+        section : array-like of shape (n_clips,), default=None
+            As in ``score_samples``.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_clips,)
+        """
+        return -self.score_samples(X, section)
+
+    def decision_function(self, X, section=None):
+        """``score_samples`` minus each clip's section threshold (``offset_`` without ``section``).
+
+        Parameters
+        ----------
+        X : array-like
+            Clips to score.
+        section : array-like of shape (n_clips,), default=None
+            As in ``score_samples``.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_clips,)
+        """
+        scores, offset = self._score(X, section)
+        return scores - offset
+
+    def predict(self, X, section=None):
+        """1 (normal) or -1 (anomaly) by each clip's section threshold.
+
+        Parameters
+        ----------
+        X : array-like
+            Clips to label.
+        section : array-like of shape (n_clips,), default=None
+            As in ``score_samples``.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_clips,)
+        """
+        return self.predict_from_scores(*self._score(X, section))
+
+    def fit_predict(self, X, y=None, section=None):
+        """Fit, then label the training clips by their own section's threshold.
+
+        Parameters
+        ----------
+        X, y, section
+            As in ``fit``.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_clips,)
+        """
+        return self.fit(X, y, section=section).predict(X, section)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.three_d_array = True
+        return tags
