@@ -46,6 +46,8 @@ sphinx_gallery_conf = {
     "download_all_examples": False,
     "remove_config_comments": True,
     "min_reported_time": 1,
+    # the execution-times page loads jQuery and DataTables from CDNs: not written (offline)
+    "write_computation_times": False,
     "show_signature": False,
     "binder": {},
     "jupyterlite": {},

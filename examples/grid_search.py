@@ -25,7 +25,8 @@ from skasd.datasets import make_machine_sounds
 from skasd.metrics import auc_scorer, pauc_scorer
 from skasd.model_selection import NormalTrainCV
 
-X, y = make_machine_sounds(n_normal=45, n_anomaly=15, duration=4.0, random_state=0, return_X_y=True)
+X, y = make_machine_sounds(n_normal=45, n_anomaly=15, duration=4.0,
+                           random_state=0, return_X_y=True)
 grid = [
     {"model": [KNNDetector()], "model__metric": ["cosine", "euclidean"]},
     {"model": [DenseAE(max_epochs=20, random_state=0)]},
@@ -37,19 +38,24 @@ grid = [
 # Three folds; each trains on normal clips only and tests on the held-out normals and all
 # anomalies. ``refit="pauc"`` refits the candidate with the best mean pAUC on all normals.
 with tempfile.TemporaryDirectory() as cache:
-    pipe = Pipeline([("features", LogMelTransformer()), ("model", KNNDetector())], memory=cache)
-    search = GridSearchCV(pipe, grid, scoring={"auc": auc_scorer, "pauc": pauc_scorer}, refit="pauc",
+    steps = [("features", LogMelTransformer()), ("model", KNNDetector())]
+    pipe = Pipeline(steps, memory=cache)
+    search = GridSearchCV(pipe, grid,
+                          scoring={"auc": auc_scorer, "pauc": pauc_scorer},
+                          refit="pauc",
                           cv=NormalTrainCV(n_splits=3, random_state=0))
     search.fit(X, y)
 
 # %%
 # Results
 # -------
+params = search.cv_results_["params"]
 results = pd.DataFrame({
-    "model": [type(p["model"]).__name__ for p in search.cv_results_["params"]],
-    "metric": [p.get("model__metric", "") for p in search.cv_results_["params"]],
+    "model": [type(p["model"]).__name__ for p in params],
+    "metric": [p.get("model__metric", "") for p in params],
     "AUC": search.cv_results_["mean_test_auc"],
     "pAUC": search.cv_results_["mean_test_pauc"],
 })
 print(results.round(3).to_string(index=False))
-print("best:", type(search.best_params_["model"]).__name__, f"pAUC {search.best_score_:.3f}")
+best = type(search.best_params_["model"]).__name__
+print(f"best: {best}, pAUC {search.best_score_:.3f}")

@@ -17,10 +17,12 @@ import numpy as np
 
 from skasd.datasets import make_machine_sounds
 
-X, y = make_machine_sounds(n_normal=60, n_anomaly=20, duration=5.0, random_state=0, return_X_y=True)
+X, y = make_machine_sounds(n_normal=60, n_anomaly=20, duration=5.0,
+                           random_state=0, return_X_y=True)
 train = np.flatnonzero(y == 0)[:40]  # normal clips only
 test = np.setdiff1d(np.arange(len(y)), train)  # 20 normals + 20 anomalies
-print(f"{len(train)} training clips, {len(test)} test clips ({int(y[test].sum())} anomalies)")
+print(f"{len(train)} training clips, {len(test)} test clips,"
+      f" {int(y[test].sum())} of them anomalies")
 
 # %%
 # Fit the detectors
@@ -35,7 +37,8 @@ from skasd.metrics import auc_score, pauc_score
 
 detectors = {
     "k-NN (recommended)": make_pipeline(LogMelTransformer(), KNNDetector()),
-    "DenseAE (DCASE 2020 baseline)": make_pipeline(LogMelTransformer(), DenseAE(max_epochs=30, random_state=0)),
+    "DenseAE (DCASE 2020 baseline)": make_pipeline(
+        LogMelTransformer(), DenseAE(max_epochs=30, random_state=0)),
 }
 scores = {}
 for name, pipe in detectors.items():
@@ -48,10 +51,12 @@ scores["loudness meter"] = np.sqrt(np.mean(X[test] ** 2, axis=1))
 # ------------
 # pAUC is the AUC over false-positive rates up to 0.1, as DCASE defines it.
 for name, anomaly in scores.items():
-    print(f"{name:30s} AUC {auc_score(y[test], anomaly):.3f}  pAUC {pauc_score(y[test], anomaly):.3f}")
+    auc, pauc = auc_score(y[test], anomaly), pauc_score(y[test], anomaly)
+    print(f"{name:30s} AUC {auc:.3f}  pAUC {pauc:.3f}")
 
 knn = detectors["k-NN (recommended)"]
-print("k-NN predicted anomalies (-1):", int((knn.predict(X[test]) == -1).sum()), "of", len(test))
+flagged = int((knn.predict(X[test]) == -1).sum())
+print(f"k-NN flags {flagged} of {len(test)} test clips as anomalies (-1)")
 
 # %%
 # Scores and the decision threshold

@@ -29,16 +29,20 @@ try:
     _here = Path(__file__).resolve().parent
 except NameError:  # run interactively
     _here = Path.cwd()
-shared = Path(os.environ.get("SKASD_SHARED_DATA", _here.parent.parent / "shared" / "data"))
+default = _here.parent.parent / "shared" / "data"  # beside the repository
+shared = Path(os.environ.get("SKASD_SHARED_DATA", default))
 root = shared / "dcase2023-toycar"
 
 if root.is_dir():
     clips = load_dcase(root)
-    train, test = clips[clips.split == "train"], clips[clips.split == "test"]
-    print(f"{len(train)} training clips ({train.domain.value_counts().to_dict()}), {len(test)} test clips")
+    train = clips[clips.split == "train"]
+    test = clips[clips.split == "test"]
+    per_domain = train.domain.value_counts().to_dict()
+    print(f"{len(train)} training clips {per_domain}, {len(test)} test clips")
 else:
     clips = None
-    print(f"ToyCar clips not found at {root}: skipping this example (set SKASD_SHARED_DATA).")
+    print(f"ToyCar clips not found at {root}: skipping this example"
+          " (set SKASD_SHARED_DATA).")
 
 # %%
 # Fit k-NN on log-mel statistics, one model per domain
@@ -51,10 +55,10 @@ from sklearn.pipeline import make_pipeline
 from skasd import KNNDetector, LogMelTransformer
 
 if clips is not None:
-    # TODO(issue 16): use KNNDetector(domain_norm="zscore") once domain_norm is merged here.
+    # TODO(issue 16): KNNDetector(domain_norm="zscore") once it is merged.
     pipe = make_pipeline(LogMelTransformer(), KNNDetector())
     pipe.fit(list(train.path), knndetector__domain=train.domain.to_numpy())
-    anomaly = -pipe.score_samples(list(test.path))  # higher = more anomalous
+    anomaly = -pipe.score_samples(list(test.path))  # higher: more anomalous
 
 # %%
 # The DCASE table and the official score
@@ -68,11 +72,12 @@ from skasd.metrics import dcase_report
 
 if clips is not None:
     y = (test.label == "anomaly").to_numpy()
-    report = dcase_report(y, anomaly, test.section_or_id, domains=test.domain)
+    report = dcase_report(y, anomaly, test.section_or_id,
+                          domains=test.domain)
     print(report.round(3).to_string())
     row = report.iloc[0]
     official = hmean([row["AUC (source)"], row["AUC (target)"], row["pAUC"]])
-    print(f"official score (harmonic mean of AUC (source), AUC (target), pAUC): {official:.3f}")
+    print(f"official score (harmonic mean of the three): {official:.3f}")
 
 # %%
 # ROC curve

@@ -17,14 +17,15 @@ import numpy as np
 from skasd import LogMelTransformer, MFCCTransformer
 from skasd.datasets import make_machine_sounds
 
-data = make_machine_sounds(n_normal=1, n_anomaly=4, duration=5.0, random_state=0)
+data = make_machine_sounds(n_normal=1, n_anomaly=4, duration=5.0,
+                           random_state=0)
 normal = data.data[data.target == 0][:1]
 anomalous = data.data[data.anomaly_type == "knock"][:1]
 clips = np.concatenate([normal, anomalous])
 
 logmel = LogMelTransformer().fit_transform(clips)
 mfcc = MFCCTransformer().fit_transform(clips)
-print("log-mel:", logmel.shape, " MFCC:", mfcc.shape, " (clips, bands, frames)")
+print("(clips, bands, frames): log-mel", logmel.shape, "MFCC", mfcc.shape)
 
 # %%
 # Log-mel spectrograms
@@ -34,11 +35,13 @@ import matplotlib.pyplot as plt
 
 from skasd.plot import plot_clips
 
-plot_clips(logmel[:1], logmel[1:], titles=("Normal (log-mel)", "Knock (log-mel)"))
+plot_clips(logmel[:1], logmel[1:],
+           titles=("Normal (log-mel)", "Knock (log-mel)"))
 plt.show()
 
 # %%
 # MFCC
 # ----
-plot_clips(mfcc[:1], mfcc[1:], kind="mfcc", titles=("Normal (MFCC)", "Knock (MFCC)"))
+plot_clips(mfcc[:1], mfcc[1:], kind="mfcc",
+           titles=("Normal (MFCC)", "Knock (MFCC)"))
 plt.show()
