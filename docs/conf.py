@@ -74,7 +74,9 @@ html_theme_options = {
     "footer_end": [],
     "primary_sidebar_end": [],
 }
-html_sidebars = {"index": []}  # the landing page uses the full width
+# Pages without sub-pages get no (empty) section navigation: their text and code use the width.
+html_sidebars = {page: [] for page in
+                 ("index", "user_guide", "sota", "inlier", "model_files", "report", "scaling")}
 
 # no network at build time: intersphinx inventories are not fetched
 intersphinx_mapping = {}
