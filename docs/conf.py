@@ -6,8 +6,12 @@ network (pydata-sphinx-theme ships its assets). sphinx-gallery runs every script
 """
 
 import os
+import sys
+from pathlib import Path
 
 import skasd
+
+sys.path.insert(0, str(Path(__file__).parent / "_ext"))
 
 # One torch thread while the gallery runs its examples (as the test suite does): on a small
 # shared CPU torch's default OpenMP threads wait at barriers and slow the build.
@@ -42,7 +46,7 @@ sphinx_gallery_conf = {
     "gallery_dirs": "auto_examples",
     "filename_pattern": r".*\.py$",  # run every example, not only plot_*.py
     "image_scrapers": ("matplotlib",),
-    "within_subsection_order": "FileNameSortKey",
+    "within_subsection_order": "gallery_order.ExampleOrder",  # docs/_ext/gallery_order.py
     "download_all_examples": False,
     "remove_config_comments": True,
     "min_reported_time": 1,
