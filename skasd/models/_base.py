@@ -11,12 +11,13 @@ import math
 from numbers import Real
 
 import numpy as np
+import pandas as pd
 import scipy.stats
 from sklearn.base import BaseEstimator, OutlierMixin
 
 from ..utils._sklearn_compat import Interval, StrOptions
 
-__all__ = ["BaseDetector"]
+__all__ = ["BaseDetector", "SectionScoringMixin"]
 
 # DCASE 2023 baseline threshold rule: quantile of a Gamma fitted to training scores.
 _GAMMA_QUANTILE = 0.9
@@ -129,3 +130,81 @@ def _gamma_threshold(anomaly_scores):
         if math.isfinite(threshold):
             return float(threshold)
     return float(np.quantile(anomaly_scores, _GAMMA_QUANTILE))
+
+
+class SectionScoringMixin:
+    """The outlier API with ``section=``, for a detector holding one model and threshold per
+    section (``sections_``, ``section_offsets_``).
+
+    The detector implements ``_score(X, section)`` -> ``(score_samples, offsets)``: with
+    ``section`` each clip's own section's score and threshold, without it ``offset_``. This
+    layer adds ``anomaly_score``, ``decision_function`` and ``predict`` on top, and
+    ``_section_codes`` maps labels to ``sections_`` rows with one error for unknown labels.
+    """
+
+    def _section_codes(self, section):
+        """Row of ``sections_`` of each label of ``section``; a ``ValueError`` names unknown ones."""
+        codes = pd.Index(self.sections_).get_indexer(section)
+        if (codes < 0).any():
+            raise ValueError(
+                f"{type(self).__name__}: sections not seen in fit: {pd.unique(section[codes < 0]).tolist()}; "
+                f"fitted sections: {self.sections_.tolist()}."
+            )
+        return codes
+
+    def _section_offsets(self, codes):
+        """Each clip's section threshold, from its ``sections_`` row."""
+        return np.array([self.section_offsets_[s] for s in self.sections_.tolist()])[codes]
+
+    def anomaly_score(self, X, section=None):
+        """Anomaly score of each clip (DCASE sign: higher = more anomalous).
+
+        Parameters
+        ----------
+        X : array-like
+            Clips to score, in the layout the detector was fitted on.
+        section : array-like of shape (n_clips,), default=None
+            Section of each clip, as in ``score_samples``.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_clips,)
+            ``-score_samples(X, section)``.
+        """
+        return -self.score_samples(X, section)
+
+    def decision_function(self, X, section=None):
+        """Shifted score: negative for outliers, positive for inliers.
+
+        Parameters
+        ----------
+        X : array-like
+            Clips to score.
+        section : array-like of shape (n_clips,), default=None
+            Section of each clip: scored by its section's model(s) and shifted by its
+            section's threshold ``section_offsets_[s]``. None: ``offset_``.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_clips,)
+            ``score_samples(X, section)`` minus the offset.
+        """
+        scores, offset = self._score(X, section)
+        return scores - offset
+
+    def predict(self, X, section=None):
+        """Label each clip normal (1) or anomalous (-1) by the fitted threshold(s).
+
+        Parameters
+        ----------
+        X : array-like
+            Clips to label.
+        section : array-like of shape (n_clips,), default=None
+            Section of each clip, as in ``decision_function``.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_clips,)
+            1 where ``decision_function(X, section) >= 0``, else -1.
+        """
+        return self.predict_from_scores(*self._score(X, section))

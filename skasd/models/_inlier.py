@@ -24,7 +24,7 @@ from sklearn.utils.validation import check_array, check_is_fitted
 from ..utils._docstring import Substitution
 from ..utils._sklearn_compat import Interval, StrOptions, validate_data
 from ..utils._validation import normal_mask
-from ._base import CONTAMINATION_DOC, BaseDetector
+from ._base import CONTAMINATION_DOC, BaseDetector, SectionScoringMixin
 
 __all__ = ["GMMDetector", "KNNDetector", "MahalanobisDetector"]
 
@@ -95,7 +95,7 @@ def _reduce_3d(X):
     return np.concatenate([X.mean(axis=2), X.std(axis=2)], axis=1)
 
 
-class _InlierDetector(BaseDetector):
+class _InlierDetector(SectionScoringMixin, BaseDetector):
     """Shared fit/score logic: input checks, anomaly-label filtering, per-domain models.
 
     Subclasses implement ``_fit_domain(X)`` -> model, ``_anomaly(model, X)`` -> anomaly
@@ -239,20 +239,13 @@ class _InlierDetector(BaseDetector):
         name = type(self).__name__
         if self.sections_ is None:
             raise ValueError(f"{name} was fitted without sections; fit it with section=... to score by section.")
-        section = self._check_labels("section", section, len(X))
-        codes = pd.Index(self.sections_).get_indexer(section)
-        if (codes < 0).any():
-            raise ValueError(
-                f"{name}: sections not seen in fit: {pd.unique(section[codes < 0]).tolist()}; "
-                f"fitted sections: {self.sections_.tolist()}."
-            )
+        codes = self._section_codes(self._check_labels("section", section, len(X)))
         scores = np.empty(len(X))
         for code in np.unique(codes):
             rows, label = codes == code, self.sections_[code]
             own = [i for i, (s, _) in enumerate(self.model_groups_) if s == label]
             scores[rows] = -np.min([self._model_anomaly(i, X[rows]) for i in own], axis=0)
-        offsets = np.array([self.section_offsets_[s] for s in self.sections_.tolist()])
-        return scores, offsets[codes]
+        return scores, self._section_offsets(codes)
 
     def score_samples(self, X, section=None):
         """Minus the anomaly score of each clip (higher = more normal).
@@ -274,59 +267,6 @@ class _InlierDetector(BaseDetector):
             of the clip's anomaly score.
         """
         return self._score(X, section)[0]
-
-    def anomaly_score(self, X, section=None):
-        """Anomaly score of each clip (DCASE sign: higher = more anomalous).
-
-        Parameters
-        ----------
-        X : array-like
-            Clips to score, in the layout the detector was fitted on.
-        section : array-like of shape (n_clips,), default=None
-            Section of each clip, as in ``score_samples``.
-
-        Returns
-        -------
-        scores : ndarray of shape (n_clips,)
-            ``-score_samples(X, section)``.
-        """
-        return -self.score_samples(X, section)
-
-    def decision_function(self, X, section=None):
-        """Shifted score: negative for outliers, positive for inliers.
-
-        Parameters
-        ----------
-        X : array-like
-            Clips to score.
-        section : array-like of shape (n_clips,), default=None
-            Section of each clip: scored by its section's models and shifted by its
-            section's threshold ``section_offsets_[s]``. None: ``offset_``.
-
-        Returns
-        -------
-        scores : ndarray of shape (n_clips,)
-            ``score_samples(X, section)`` minus the offset.
-        """
-        scores, offset = self._score(X, section)
-        return scores - offset
-
-    def predict(self, X, section=None):
-        """Label each clip normal (1) or anomalous (-1) by the fitted threshold(s).
-
-        Parameters
-        ----------
-        X : array-like
-            Clips to label.
-        section : array-like of shape (n_clips,), default=None
-            Section of each clip, as in ``decision_function``.
-
-        Returns
-        -------
-        labels : ndarray of shape (n_clips,)
-            1 where ``decision_function(X, section) >= 0``, else -1.
-        """
-        return self.predict_from_scores(*self._score(X, section))
 
     def fit_predict(self, X, y=None, domain=None, section=None):
         """Fit, then label the training clips by their own section's threshold.

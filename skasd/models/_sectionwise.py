@@ -13,13 +13,13 @@ from sklearn.utils.validation import check_is_fitted
 from ..utils._docstring import Substitution
 from ..utils._sklearn_compat import HasMethods, validate_data
 from ..utils._validation import normal_mask
-from ._base import CONTAMINATION_DOC, BaseDetector
+from ._base import CONTAMINATION_DOC, BaseDetector, SectionScoringMixin
 
 __all__ = ["SectionwiseDetector"]
 
 
 @Substitution(contamination=CONTAMINATION_DOC)
-class SectionwiseDetector(BaseDetector):
+class SectionwiseDetector(SectionScoringMixin, BaseDetector):
     """One clone of ``estimator`` per section, each with its own threshold.
 
     ``fit(X, section=s)`` fits a clone of ``estimator`` on each section's clips;
@@ -119,19 +119,12 @@ class SectionwiseDetector(BaseDetector):
         X = validate_data(self, X, allow_nd=True, dtype=None, reset=False)
         if section is None:
             return np.max([est.score_samples(X) for est in self.estimators_], axis=0), self.offset_
-        section = self._labels_of(section, len(X))
-        codes = pd.Index(self.sections_).get_indexer(section)
-        if (codes < 0).any():
-            raise ValueError(
-                f"{type(self).__name__}: sections not seen in fit: {pd.unique(section[codes < 0]).tolist()}; "
-                f"fitted sections: {self.sections_.tolist()}."
-            )
+        codes = self._section_codes(self._labels_of(section, len(X)))
         scores = np.empty(len(X))
         for code in np.unique(codes):
             rows = codes == code
             scores[rows] = self.estimators_[code].score_samples(X[rows])
-        offsets = np.array([self.section_offsets_[s] for s in self.sections_.tolist()])
-        return scores, offsets[codes]
+        return scores, self._section_offsets(codes)
 
     def score_samples(self, X, section=None):
         """Each clip's score by its section's model (higher = more normal).
@@ -148,55 +141,6 @@ class SectionwiseDetector(BaseDetector):
         scores : ndarray of shape (n_clips,)
         """
         return self._score(X, section)[0]
-
-    def anomaly_score(self, X, section=None):
-        """``-score_samples(X, section)`` (higher = more anomalous).
-
-        Parameters
-        ----------
-        X : array-like
-            Clips to score.
-        section : array-like of shape (n_clips,), default=None
-            As in ``score_samples``.
-
-        Returns
-        -------
-        scores : ndarray of shape (n_clips,)
-        """
-        return -self.score_samples(X, section)
-
-    def decision_function(self, X, section=None):
-        """``score_samples`` minus each clip's section threshold (``offset_`` without ``section``).
-
-        Parameters
-        ----------
-        X : array-like
-            Clips to score.
-        section : array-like of shape (n_clips,), default=None
-            As in ``score_samples``.
-
-        Returns
-        -------
-        scores : ndarray of shape (n_clips,)
-        """
-        scores, offset = self._score(X, section)
-        return scores - offset
-
-    def predict(self, X, section=None):
-        """1 (normal) or -1 (anomaly) by each clip's section threshold.
-
-        Parameters
-        ----------
-        X : array-like
-            Clips to label.
-        section : array-like of shape (n_clips,), default=None
-            As in ``score_samples``.
-
-        Returns
-        -------
-        labels : ndarray of shape (n_clips,)
-        """
-        return self.predict_from_scores(*self._score(X, section))
 
     def fit_predict(self, X, y=None, section=None):
         """Fit, then label the training clips by their own section's threshold.
