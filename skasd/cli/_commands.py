@@ -5,7 +5,6 @@ only turns arguments into calls, logs progress and writes the files the user ask
 """
 
 import ast
-import hashlib
 import json
 import time
 import warnings
@@ -16,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..exceptions import ModelFileError, UsageError
-from ..io import model_format, model_info, result_csv, write_submission
+from ..io import model_format, result_csv, write_submission
 from ..metrics import dcase_report, dcase_result_table
 from ..report import write_report
 from ..utils._atomic import write_text_atomic
@@ -24,6 +23,7 @@ from ..workflow import (
     FeaturesOnDemand,
     anomaly_thresholds,
     build_pipeline,
+    clip_hashes,
     describe_models,
     fit_pipeline,
     load_clips,
@@ -33,6 +33,7 @@ from ..workflow import (
     save_model,
     score_stream,
     section_labels,
+    warn_in_sample,
     write_plots,
 )
 
@@ -86,18 +87,6 @@ def _score_cli(args, pipe, clips):
             raise CLIError(f"no clip could be decoded: all {len(clips)} failed (listed in {out})")
     kept = clips[~clips["path"].isin(list(failed))].reset_index(drop=True)
     return kept, score, decision
-
-
-def clip_hashes(paths):
-    """A short SHA-256 of each file's bytes: what the model file records of its training clips."""
-    out = []
-    for path in paths:
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        out.append(digest.hexdigest()[:20])
-    return out
 
 
 def _log(args, msg):
@@ -154,22 +143,6 @@ def cmd_score(args):
     return _flagged_exit(args, pipe, clips, score, decision)
 
 
-def _warn_in_sample(model, clips):
-    """Warn, naming the count, when clips to evaluate were among the model's training clips."""
-    try:
-        trained = set(model_info(model)["metadata"].get("training_clip_hashes") or ())
-    except (ModelFileError, OSError):  # a joblib file keeps no record of its training clips
-        return
-    if not trained:
-        return
-    overlap = [p for p, h in zip(clips["path"], clip_hashes(clips["path"])) if h in trained]
-    if overlap:
-        warnings.warn(
-            f"{len(overlap)} of the {len(clips)} evaluated clips were in the model's training set (e.g. "
-            f"{overlap[0]}): their in-sample scores make the AUC look better; evaluate on clips it was not trained on"
-        )
-
-
 def evaluation(args):
     """Score the test clips and compute the DCASE table; what ``evaluate`` reports.
 
@@ -188,7 +161,7 @@ def evaluation(args):
             "(add --report out.html to inspect unlabelled clips)"
         )
     clips = clips if labelled.empty else labelled
-    _warn_in_sample(args.model, clips)
+    warn_in_sample(args.model, clips)
     clips, score, decision = _score_cli(args, pipe, clips)
     y = report = None
     if not labelled.empty:

@@ -13,7 +13,17 @@ Problems of the request (a missing folder, an unknown model, files that do not d
 
 from ._experiment import REPORT_ROWS, report_models, reproduce_report, run_demo, write_dcase_layout, write_plots
 from ._pipeline import DEFAULT_MODEL, MODELS, build_pipeline, describe_models, fit_pipeline, load_model, save_model
-from ._scoring import CHUNK_SIZE, FeaturesOnDemand, anomaly_thresholds, load_clips, score_clips, score_stream, section_labels
+from ._scoring import (
+    CHUNK_SIZE,
+    FeaturesOnDemand,
+    anomaly_thresholds,
+    clip_hashes,
+    load_clips,
+    score_clips,
+    score_stream,
+    section_labels,
+    warn_in_sample,
+)
 
 __all__ = [
     "CHUNK_SIZE",
@@ -23,6 +33,7 @@ __all__ = [
     "FeaturesOnDemand",
     "anomaly_thresholds",
     "build_pipeline",
+    "clip_hashes",
     "describe_models",
     "fit_pipeline",
     "load_clips",
@@ -34,6 +45,7 @@ __all__ = [
     "score_clips",
     "score_stream",
     "section_labels",
+    "warn_in_sample",
     "write_dcase_layout",
     "write_plots",
 ]

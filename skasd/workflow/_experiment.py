@@ -209,18 +209,17 @@ def run_demo(out="skasd-demo", max_epochs=10, verbose=True, data=None, models=DE
 
     tables, results = [], {}
     for name in models:
-        params = {"random_state": 0} if "random_state" in build_pipeline(name, verbose=False)[-1].get_params() else {}
-        if name.startswith("embedding"):
-            params = {"embedding__max_epochs": max_epochs, "embedding__random_state": 0}
-        elif "max_epochs" in build_pipeline(name, verbose=False)[-1].get_params():
-            params["max_epochs"] = max_epochs
-        pipe = build_pipeline(name, params, verbose=False)
+        pipe = build_pipeline(name, verbose=False)
+        valid = pipe.get_params()  # seed and epochs of whichever steps train
+        pipe.set_params(**{f"{step}__{key}": value for step in ("embedding", "model")
+                           for key, value in (("random_state", 0), ("max_epochs", max_epochs))
+                           if f"{step}__{key}" in valid})
         t0 = time.perf_counter()
         fit_pipeline(pipe, train)
-        features, score, decision = score_clips(pipe, test)
+        _, score, decision = score_clips(pipe, test)
         rep, head = _demo_table(name, y, score, decision, test, time.perf_counter() - t0)
         tables.append(rep)
-        results[name] = (head[1], pipe, features, score, decision)
+        results[name] = (head[1], pipe, score, decision)
         measure = head[0]
         say(f"trained {name} in {rep['train s'].iloc[0]:.1f} s: {head[0]} {head[1]:.3f}")
     table = pd.concat(tables)
@@ -233,7 +232,7 @@ def run_demo(out="skasd-demo", max_epochs=10, verbose=True, data=None, models=DE
         verdict += f", {results[best][0] - results[ae][0]:+.3f} over the best autoencoder ({ae})"
     say(verdict)
 
-    _, pipe, features, score, decision = results[best]
+    _, pipe, score, decision = results[best]
     for path in write_submission(test, score, out / "submission", decision=decision):
         say(f"wrote {path} ({best})")
     for path in write_plots(out / "plots", pipe, y, score, FeaturesOnDemand(pipe, test["path"])):

@@ -118,9 +118,9 @@ def fit_pipeline(pipe, clips):
     Each step gets what it takes: an inlier detector the clips' ``domain`` (where every clip
     has one) and ``section`` (where the folder has several sections or IDs: one model and
     one threshold per section; any other detector, e.g. an autoencoder, is then wrapped in a
-    :class:`~skasd.SectionwiseDetector`: one clone per section), a :class:`~skasd.ClassifierEmbedding` the classes section x
-    attributes x domain as ``machine_id``. Returns the fitted pipeline and the names of the
-    metadata it used.
+    :class:`~skasd.SectionwiseDetector`: one clone per section), a
+    :class:`~skasd.ClassifierEmbedding` the classes section x attributes x domain as
+    ``machine_id``. Returns the fitted pipeline and the names of the metadata it used.
     """
     domain = clips["domain"]
     meta = {"section": clips["section_or_id"].astype(str).to_numpy(object)}
@@ -149,7 +149,7 @@ def fit_pipeline(pipe, clips):
         if i == len(pipe.steps) - 1:
             step.fit(Xt, **kwargs)
         else:
-            Xt = step.fit_transform(Xt, **kwargs) if kwargs else step.fit_transform(Xt)
+            Xt = step.fit_transform(Xt, **kwargs)
     return pipe, sorted(used)
 
 

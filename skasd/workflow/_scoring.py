@@ -1,5 +1,6 @@
 """Clips of a DCASE folder through a fitted pipeline: the clips, their scores and decisions."""
 
+import hashlib
 import warnings
 from pathlib import Path
 
@@ -8,13 +9,14 @@ import soundfile as sf
 from tqdm.auto import tqdm
 
 from ..datasets import load_dcase
-from ..exceptions import AudioError, UsageError
+from ..exceptions import AudioError, ModelFileError, UsageError
 from ..features._audio import load_audio
+from ..io import model_info
 from ..utils._validation import listing
 from ._pipeline import audio_step
 
 __all__ = ["CHUNK_SIZE", "FeaturesOnDemand", "load_clips", "score_clips", "score_stream", "section_labels",
-           "anomaly_thresholds"]
+           "anomaly_thresholds", "clip_hashes", "warn_in_sample"]
 
 CHUNK_SIZE = 256
 
@@ -159,6 +161,35 @@ def _score_and_decide(detector, X, section=None):
     scores = detector.score_samples(X, section=section)
     offsets = np.array([detector.section_offsets_[s] for s in section])
     return -scores, detector.predict_from_scores(scores, offsets)
+
+
+def clip_hashes(paths):
+    """A short SHA-256 of each file's bytes: what a model file records of its training clips."""
+    out = []
+    for path in paths:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        out.append(digest.hexdigest()[:20])
+    return out
+
+
+def warn_in_sample(model_path, clips):
+    """Warn, naming the count, when ``clips`` were among the training clips of the model file
+    (its ``training_clip_hashes`` metadata; a joblib file keeps no such record)."""
+    try:
+        trained = set(model_info(model_path)["metadata"].get("training_clip_hashes") or ())
+    except (ModelFileError, OSError):
+        return
+    if not trained:
+        return
+    overlap = [p for p, h in zip(clips["path"], clip_hashes(clips["path"])) if h in trained]
+    if overlap:
+        warnings.warn(
+            f"{len(overlap)} of the {len(clips)} evaluated clips were in the model's training set (e.g. "
+            f"{overlap[0]}): their in-sample scores make the AUC look better; evaluate on clips it was not trained on"
+        )
 
 
 class FeaturesOnDemand:
