@@ -35,11 +35,13 @@ MAY_IMPORT = {
     "model_selection": BASE,
     "models": BASE | {"features"},
     "io": BASE | {"features"},
-    "plot": BASE | {"models", "metrics"},
-    "report": BASE | {"features", "io", "metrics", "models", "plot"},
-    "workflow": BASE | {"datasets", "features", "io", "metrics", "model_selection", "models", "plot", "report"},
-    "cli": BASE | {"datasets", "features", "io", "metrics", "model_selection", "models", "plot", "report",
-                   "workflow"},
+    "inspection": BASE | {"features", "models"},
+    "plot": BASE | {"models", "metrics", "features", "inspection"},
+    "report": BASE | {"features", "inspection", "io", "metrics", "models", "plot"},
+    "workflow": BASE | {"datasets", "features", "inspection", "io", "metrics", "model_selection", "models", "plot",
+                        "report"},
+    "cli": BASE | {"datasets", "features", "inspection", "io", "metrics", "model_selection", "models", "plot",
+                   "report", "workflow"},
 }
 
 

@@ -25,7 +25,9 @@ from ..workflow import (
     build_pipeline,
     clip_hashes,
     describe_models,
+    explain_files,
     fit_pipeline,
+    format_explanation,
     load_clips,
     load_model,
     reproduce_report,
@@ -34,6 +36,7 @@ from ..workflow import (
     score_stream,
     section_labels,
     warn_in_sample,
+    write_frame_scores,
     write_plots,
 )
 
@@ -140,7 +143,20 @@ def cmd_score(args):
     clips, score, decision = _score_cli(args, pipe, clips)
     for path in write_submission(clips, score, args.out, decision=decision):
         _log(args, f"wrote {path}")
+    if args.frames:
+        for path in write_frame_scores(pipe, clips, args.out, args.chunk_size, progress=not args.quiet):
+            _log(args, f"wrote {path}")
     return _flagged_exit(args, pipe, clips, score, decision)
+
+
+def cmd_explain(args):
+    pipe = load_model(args.model, verbose=False)
+    table = explain_files(pipe, args.clips, section=args.section, n_segments=args.segments,
+                          chunk_size=args.chunk_size, progress=not args.quiet)
+    print(format_explanation(table), flush=True)
+    if args.csv:
+        write_text_atomic(args.csv, table.to_csv(index=False))
+        _log(args, f"wrote {args.csv}")
 
 
 def evaluation(args):

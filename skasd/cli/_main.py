@@ -13,7 +13,7 @@ import warnings
 from ..exceptions import UsageError
 from ..io import FORMATS
 from ..workflow import CHUNK_SIZE, DEFAULT_MODEL, MODELS
-from ._commands import cmd_demo, cmd_evaluate, cmd_models, cmd_reproduce, cmd_score, cmd_train
+from ._commands import cmd_demo, cmd_evaluate, cmd_explain, cmd_models, cmd_reproduce, cmd_score, cmd_train
 
 
 class _Parser(argparse.ArgumentParser):
@@ -34,7 +34,7 @@ def build_parser():
         p.add_argument("--quiet", action="store_true", default=default, help="no progress output")
         p.add_argument("--debug", action="store_true", default=default, help="show tracebacks")
 
-    parser = _Parser(prog="skasd", description="Anomalous sound detection for machines: train, score, evaluate, reproduce, demo.")
+    parser = _Parser(prog="skasd", description="Anomalous sound detection for machines: train, score, explain, evaluate, reproduce, demo.")
     global_args(parser, False)
     # accepted after the subcommand too; SUPPRESS keeps a flag given before it
     common = argparse.ArgumentParser(add_help=False)
@@ -77,7 +77,23 @@ def build_parser():
                    help="exit with status 1 when any clip is flagged (0 when none is; failures always exit 2)")
     p.add_argument("--json", metavar="FILE",
                    help="also write one JSON record per clip: path, section, score, threshold, flagged")
+    p.add_argument("--frames", action="store_true",
+                   help="also write per-frame anomaly scores beside the submission files "
+                        "(frame_scores_<machine>_<section>.csv: file, frame, time_s, frame_score)")
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("explain", parents=[common],
+                       help="say when in each clip the anomaly is and which frequency bands changed")
+    p.add_argument("--model", required=True, help="model file written by 'skasd train'")
+    p.add_argument("clips", nargs="+", metavar="CLIP", help="audio files to explain")
+    p.add_argument("--section", help="section (machine ID) of the clips, for a model trained per section when "
+                                     "the file names do not say it")
+    p.add_argument("--segments", type=_positive_int, default=3, metavar="N",
+                   help="most anomalous segments listed per clip (default: 3)")
+    p.add_argument("--csv", metavar="FILE", help="also write the explanation table (one row per segment)")
+    p.add_argument("--chunk-size", type=_positive_int, default=CHUNK_SIZE, metavar="N",
+                   help=f"files explained at a time; bounds memory (default: {CHUNK_SIZE})")
+    p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("evaluate", parents=[common], help="AUC/pAUC per ID/section and result.csv")
     data_args(p)

@@ -26,6 +26,7 @@ from ..utils._docstring import Substitution
 from ..utils._sklearn_compat import Interval, validate_data
 from ..utils._validation import normal_mask
 from ._base import CONTAMINATION_DOC, BaseDetector
+from ._frames import band_profile, window_starts
 from ._torch._ae_modules import AEModule
 from ._torch._callbacks import _InitModuleFromData
 from ._torch._datasets import _ClipStream, _n_windows, _WindowDataset
@@ -66,6 +67,10 @@ offset_ : float
 loc_, scale_ : float
     Scalar input normalisation ``(X - loc_) / scale_`` fitted on the training clips
     ({normalisation}).
+band_profile_ : ndarray of shape (2, n_mels) or None
+    Mean and standard deviation over the training clips' frames of each mel band (dB for
+    log-mel input): the normal level that :func:`skasd.inspection.explain` compares a
+    clip's bands with. None for 2-D input.
 n_features_in_ : int
     Number of mel bands (3-D input) or of features (2-D input) seen in fit."""
 
@@ -102,7 +107,7 @@ class BaseAEDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseTorc
         "l2": [Interval(Real, 0, None, closed="left")],
         **BaseDetector._parameter_constraints,
     }
-    _fitted_attributes = (*BaseTorchEstimator._fitted_attributes, "offset_")
+    _fitted_attributes = (*BaseTorchEstimator._fitted_attributes, "offset_", "band_profile_")
 
     @abstractmethod
     def _module(self, width, n_mels):
@@ -199,6 +204,7 @@ class BaseAEDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseTorc
         # fitted attributes only once training succeeded
         self.net_, self.loc_, self.scale_ = net, loc, scale
         self._n_features_out = net.module_.embed_dim
+        self.band_profile_ = band_profile(X, self.stream_buffer) if self._input_ndim == 3 else None
         self._set_offset(-self._per_clip(X, width, hop, "window_errors"))
         return self
 
@@ -254,6 +260,55 @@ class BaseAEDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseTorc
         """
         check_is_fitted(self)
         return -self._per_clip(*self._validate_input(X, reset=False), "window_errors")
+
+    def frame_scores(self, X, per_band=False):
+        """Reconstruction error of each frame, and with ``per_band`` of each (band, frame).
+
+        Each window (patch) the model reconstructs covers ``width`` frames; a frame's error
+        is the mean over the windows covering it of the squared error at that frame
+        (averaged over the mel bands unless ``per_band``). The clip's anomaly score is
+        these frame scores' mean weighted by the number of windows covering each frame:
+        all frames alike but the first and last ``width - 1`` (DenseAE, VAE: ``frames - 1``)
+        for windows at every frame; for CNNAE's patches every ``patch_hop`` frames, the
+        frames after the last whole patch are covered by none (NaN), as they count in no
+        clip score.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_clips, n_mels, n_frames), or FeatureStore
+            Log-mel clips, as in ``fit``.
+        per_band : bool, default=False
+            Return the ``(band, frame)`` map instead of its mean over the bands.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_clips, n_frames) or (n_clips, n_mels, n_frames)
+            Squared reconstruction error per frame (higher = more anomalous, the sign of
+            ``anomaly_score``, in its units); NaN where no window covers a frame. For times
+            in seconds and bands in Hz, use :func:`skasd.inspection.frame_scores`.
+        """
+        check_is_fitted(self)
+        name = type(self).__name__
+        if self._input_ndim != 3:
+            raise ValueError(
+                f"{name} was fitted on 2-D input (n_samples, n_features), which has no time axis; frame "
+                "scores need a model fitted on 3-D log-mel clips (n_clips, n_mels, n_frames)."
+            )
+        X, width, hop = self._validate_input(X, reset=False)
+        module, n_mels, n_frames = self.net_.module_, X.shape[1], X.shape[2]
+        starts = window_starts(n_frames, width, hop)
+        frame_of = torch.from_numpy((starts[:, None] + np.arange(width)).ravel())
+
+        def per_clip(xb):  # squared error summed into frames: (clips, n_frames, n_mels)
+            w = xb.unfold(2, width, hop).permute(0, 2, 3, 1).reshape(-1, width, n_mels)
+            err = module.error_map((w - self.loc_) / self.scale_).reshape(len(xb), -1, n_mels)
+            return xb.new_zeros(len(xb), n_frames, n_mels).index_add_(1, frame_of.to(xb.device), err)
+
+        summed = self._map_clips(X, len(starts), per_clip)
+        count = np.bincount(frame_of.numpy(), minlength=n_frames)[:, None]  # windows covering each frame
+        with np.errstate(invalid="ignore"):
+            maps = (summed / count).transpose(0, 2, 1)  # 0 / 0 = NaN: covered by no window
+        return maps if per_band else maps.mean(axis=1)
 
     def transform(self, X):
         """Latent embedding of each clip: the mean of its windows' latent vectors.

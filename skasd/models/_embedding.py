@@ -23,12 +23,19 @@ from ..features._stream import FeatureStore
 from ..utils._docstring import Substitution
 from ..utils._sklearn_compat import Interval, StrOptions, validate_data
 from ..utils._validation import normal_mask
+from ._frames import band_profile
 from ._torch._datasets import _CropDataset, _CropStream
 from ._torch._embedding_modules import _HEADS, _ClassifierModule
 from ._torch._estimator import BaseTorchEstimator, parameter_docs
 from ._torch._nets import _ClassifierNet
 
 __all__ = ["ClassifierEmbedding"]
+
+
+def _unit(Z):
+    """Rows of ``Z`` (last axis) scaled to unit L2 norm (zero rows stay zero)."""
+    norm = np.linalg.norm(Z, axis=-1, keepdims=True)
+    return Z / np.maximum(norm, 1e-12)
 
 
 @Substitution(
@@ -140,6 +147,9 @@ class ClassifierEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         The class labels trained on.
     loc_, scale_ : float
         Scalar input standardisation fitted on the training clips.
+    band_profile_ : ndarray of shape (2, n_mels)
+        Mean and standard deviation over the training clips' frames of each mel band (dB),
+        the normal level :func:`skasd.inspection.explain` compares a clip's bands with.
     n_features_in_ : int
         Number of mel bands seen in fit.
 
@@ -172,7 +182,7 @@ class ClassifierEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         "pseudo_shifts": [tuple],
         **BaseTorchEstimator._parameter_constraints,
     }
-    _fitted_attributes = (*BaseTorchEstimator._fitted_attributes, "classes_")
+    _fitted_attributes = (*BaseTorchEstimator._fitted_attributes, "classes_", "band_profile_")
 
     def __init__(
         self,
@@ -347,6 +357,7 @@ class ClassifierEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         )
         # fitted attributes only once training succeeded
         self.net_, self.loc_, self.scale_, self.classes_ = net, loc, scale, encoder.classes_
+        self.band_profile_ = band_profile(X, self.stream_buffer)
         self._n_features_out = self.embed_dim * (2 if self.pooling == "mean_std" else 1)
         return self
 
@@ -385,7 +396,11 @@ class ClassifierEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
             standard deviation); unit L2 norm with ``normalize=True``.
         """
         check_is_fitted(self)
-        X = self._validate_input(X, reset=False)
+        Z = self._patch_embeddings(self._validate_input(X, reset=False))
+        return self._pool(Z)
+
+    def _patch_embeddings(self, X):
+        """Embedding of each patch of each (validated) clip: ``(n_clips, n_patches, embed_dim)``."""
         encoder, margin, width, hop = self.net_.module_.encoder, self._margin(), self.patch_frames, self.patch_hop
         n_bins, n_patches = X.shape[1] - 2 * margin, (X.shape[2] - width) // hop + 1
 
@@ -393,14 +408,55 @@ class ClassifierEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
             xb = (xb[:, margin : xb.shape[1] - margin] - self.loc_) / self.scale_
             patches = xb.unfold(2, width, hop)  # (b, mels, n_patches, frames)
             patches = patches.permute(0, 2, 1, 3).reshape(-1, n_bins, width)
-            z = encoder(patches).reshape(len(xb), n_patches, -1).double()
-            parts = [z.mean(1)] + ([z.std(1, correction=0)] if self.pooling == "mean_std" else [])
-            if self.normalize:
-                parts = [torch.nn.functional.normalize(part, dim=1) for part in parts]
-            Z = torch.cat(parts, 1)
-            return torch.nn.functional.normalize(Z, dim=1) if self.normalize else Z
+            return encoder(patches).reshape(len(xb), n_patches, -1)
 
         return self._map_clips(X, n_patches, embed)
+
+    def _pool(self, Z):
+        """Pool patch embeddings ``(..., n_patches, embed_dim)`` into one embedding by ``pooling``."""
+        parts = [Z.mean(-2)] + ([Z.std(-2)] if self.pooling == "mean_std" else [])
+        if self.normalize:
+            parts = [_unit(part) for part in parts]
+        Z = np.concatenate(parts, -1)
+        return _unit(Z) if self.normalize else Z
+
+    def window_transform(self, X, window=32):
+        """Embeddings of windows of ``window`` frames in each clip, pooled like ``transform``.
+
+        The patches of ``transform`` (every ``patch_hop`` frames) are pooled in groups of
+        consecutive patches spanning about ``window`` frames instead of over the whole clip,
+        so an inlier model fitted on ``transform``'s clip embeddings scores each window of a
+        clip: :func:`skasd.inspection.frame_scores` maps those scores to frames.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_clips, n_mels, n_frames), or FeatureStore
+            Log-mel clips, as in ``fit``.
+        window : int, default=32
+            Frames per window (at least ``patch_frames``).
+
+        Returns
+        -------
+        Z : ndarray of shape (n_clips, n_windows, n_features_out)
+            The embedding of each window.
+        starts : ndarray of shape (n_windows,)
+            First frame of each window.
+        width : int
+            Frames per window (``patch_frames`` plus a whole number of ``patch_hop``).
+        """
+        check_is_fitted(self)
+        name = type(self).__name__
+        if not isinstance(window, Integral) or isinstance(window, bool) or window < self.patch_frames:
+            raise ValueError(
+                f"{name}.window_transform: window must be an int of at least patch_frames={self.patch_frames} "
+                f"frames; got {window!r}."
+            )
+        Z = self._patch_embeddings(self._validate_input(X, reset=False))
+        per_window = min(Z.shape[1], (window - self.patch_frames) // self.patch_hop + 1)
+        groups = np.lib.stride_tricks.sliding_window_view(Z, per_window, axis=1)  # (n, n_windows, d, per_window)
+        windows = self._pool(np.swapaxes(groups, -1, -2))
+        starts = np.arange(windows.shape[1]) * self.patch_hop
+        return windows, starts, self.patch_frames + (per_window - 1) * self.patch_hop
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

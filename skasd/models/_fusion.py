@@ -276,6 +276,51 @@ class ScoreFusion(BaseDetector, _BaseComposition):
         """
         return -(self.standardised_scores(X) @ self.weights_)
 
+    def frame_scores(self, X):
+        """Fused anomaly score of each frame: the sub-detectors' frame scores, each
+        standardised as its clip scores are, then weighted as in ``score_samples``.
+
+        Every sub-detector needs frame scores on the same frames (e.g. all on one log-mel).
+        Where sub-detectors are pipelines from the clips, use
+        :func:`skasd.inspection.frame_scores` on the fusion instead: it runs their steps.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_clips, n_mels, n_frames)
+            Clips, in the form the sub-detectors take.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_clips, n_frames)
+            Weighted mean of the standardised frame scores (higher = more anomalous).
+        """
+        check_is_fitted(self)
+        missing = [type(d).__name__ for d in self.detectors_ if not hasattr(d, "frame_scores")]
+        if missing:
+            raise ValueError(
+                f"ScoreFusion: sub-detector(s) {missing} have no frame_scores; for pipelines use "
+                "skasd.inspection.frame_scores(fusion, X)."
+            )
+        return self.fuse_frame_scores([d.frame_scores(X) for d in self.detectors_])
+
+    def fuse_frame_scores(self, frame_scores):
+        """Fuse the sub-detectors' frame scores computed elsewhere (``frame_scores``' last step).
+
+        Parameters
+        ----------
+        frame_scores : list of ndarray of shape (n_clips, n_frames)
+            Frame scores of each of ``detectors_``, in order.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_clips, n_frames)
+        """
+        shapes = {np.shape(f) for f in frame_scores}
+        if len(shapes) != 1:
+            raise ValueError(f"ScoreFusion: the sub-detectors' frame scores differ in shape: {sorted(shapes)}.")
+        return sum(w * self._standardise(i, np.asarray(f, dtype=np.float64))
+                   for i, (w, f) in enumerate(zip(self.weights_, frame_scores)))
+
     def get_metadata_routing(self):
         """Routing of ``fit`` metadata to each sub-detector's ``fit``.
 

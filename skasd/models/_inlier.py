@@ -25,6 +25,7 @@ from ..utils._docstring import Substitution
 from ..utils._sklearn_compat import Interval, StrOptions, validate_data
 from ..utils._validation import normal_mask
 from ._base import CONTAMINATION_DOC, BaseDetector, SectionScoringMixin
+from ._frames import DEFAULT_WINDOW, band_profile, check_frames, window_starts, windows_to_frames
 
 __all__ = ["GMMDetector", "KNNDetector", "MahalanobisDetector"]
 
@@ -45,6 +46,10 @@ domain_norm : {"zscore"} or None, default=None
     no ranking. None: raw scores."""
 
 _GROUPS_DOC = """\
+band_profile_ : ndarray of shape (2, n_mels) or None
+    For 3-D log-mel input: mean and standard deviation over the training clips' frames of
+    each mel band (dB), the normal level :func:`skasd.inspection.explain` compares a clip's
+    bands with. None for 2-D input.
 model_scales_ : ndarray of shape (n_models, 2)
     ``(location, scale)`` standardising each of ``models_`` (``(0, 1)`` without
     ``domain_norm``).
@@ -117,7 +122,7 @@ class _InlierDetector(SectionScoringMixin, BaseDetector):
         """Anomaly scores of the training clips ``X`` that fitted ``model``."""
         return self._anomaly(model, X)
 
-    def _validate_input(self, X, reset):
+    def _validate_input(self, X, reset, reduce=True):
         name = type(self).__name__
         X = check_array(X, allow_nd=True, dtype=np.float64, input_name="X", estimator=name)
         if X.ndim > 3:
@@ -132,7 +137,7 @@ class _InlierDetector(SectionScoringMixin, BaseDetector):
         X = validate_data(self, X, reset=reset, allow_nd=True, dtype=np.float64)
         if reset:
             self._input_ndim = X.ndim
-        return _reduce_3d(X) if X.ndim == 3 else X
+        return _reduce_3d(X) if X.ndim == 3 and reduce else X
 
     def fit(self, X, y=None, domain=None, section=None):
         """Fit the model(s) on the normal clips and set the decision threshold(s).
@@ -157,13 +162,16 @@ class _InlierDetector(SectionScoringMixin, BaseDetector):
             The fitted detector.
         """
         self._validate_params()
-        X = self._validate_input(X, reset=True)
+        X = self._validate_input(X, reset=True, reduce=False)
         domain, section = self._check_labels("domain", domain, len(X)), self._check_labels("section", section, len(X))
         if y is not None:
             mask = normal_mask(y, len(X), type(self).__name__)
             if mask is not None:
                 X = X[mask]
                 domain, section = (None if a is None else a[mask] for a in (domain, section))
+        profile = None
+        if X.ndim == 3:
+            profile, X = band_profile(X), _reduce_3d(X)
         models, groups, scales, train, offsets = [], [], [], np.empty(len(X)), {}
         for s, srows in _groups(section, len(X)):
             Xs, best = X[srows], np.inf  # each clip's minimum over its section's domain models
@@ -185,6 +193,7 @@ class _InlierDetector(SectionScoringMixin, BaseDetector):
             if section is not None:
                 offsets[s] = self._offset(-train[srows])
         self.models_, self.model_groups_, self.model_scales_ = models, groups, np.array(scales)
+        self.band_profile_ = profile
         self.domains_ = None if domain is None else np.unique(domain).astype(object)
         self.sections_ = None if section is None else np.unique(section).astype(object)
         self.section_offsets_ = offsets if section is not None else None
@@ -233,7 +242,10 @@ class _InlierDetector(SectionScoringMixin, BaseDetector):
         """``score_samples`` and the offsets to compare it with: ``offset_``, or with
         ``section`` each clip's section offset."""
         check_is_fitted(self)
-        X = self._validate_input(X, reset=False)
+        return self._score_rows(self._validate_input(X, reset=False), section)
+
+    def _score_rows(self, X, section):
+        """``_score`` of validated (reduced) rows."""
         if section is None:  # all models: the nearest section
             return -np.min([self._model_anomaly(i, X) for i in range(len(self.models_))], axis=0), self.offset_
         name = type(self).__name__
@@ -267,6 +279,64 @@ class _InlierDetector(SectionScoringMixin, BaseDetector):
             of the clip's anomaly score.
         """
         return self._score(X, section)[0]
+
+    def frame_scores(self, X, section=None, *, window=DEFAULT_WINDOW):
+        """Anomaly score of each frame: the model's score of the band statistics of the
+        ``window`` frames around it.
+
+        The clip score is the model's score of the whole clip's per-band mean and standard
+        deviation; a frame score is the same model's score of the mean and standard
+        deviation over a window of ``window`` frames (windows every ``window // 8`` frames,
+        one more ending at the last frame; a frame gets the mean over the windows covering
+        it). A short event raises the scores of the windows holding it only. Frame scores
+        are not pooled into the clip score, and a window is less varied than a whole clip:
+        compare frame scores within a clip, not with the clip scores.
+
+        Needs a model fitted on 3-D log-mel input; a model fitted on 2-D features (clip
+        statistics, embeddings) has no time axis. For an embedding's patch-level scores use
+        :func:`skasd.inspection.frame_scores` on the whole pipeline.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_clips, n_mels, n_frames)
+            Log-mel clips, as in ``fit``.
+        section : array-like of shape (n_clips,), default=None
+            Section of each clip, as in ``score_samples``.
+        window : int, default=32
+            Frames per window (32: about 1 s at 16 kHz with hop 512).
+
+        Returns
+        -------
+        scores : ndarray of shape (n_clips, n_frames)
+            Anomaly score of each frame (higher = more anomalous, the sign of
+            ``anomaly_score``). For times in seconds, use
+            :func:`skasd.inspection.frame_scores`.
+        """
+        check_is_fitted(self)
+        name = type(self).__name__
+        if self._input_ndim != 3:
+            raise ValueError(
+                f"{name} was fitted on 2-D features (n_clips, n_features), which have no time axis, "
+                "so it has no frame scores. Fit it on 3-D log-mel clips "
+                f"(make_pipeline(LogMelTransformer(), {name}())), put it after a ClassifierEmbedding and call "
+                "skasd.inspection.frame_scores(pipeline, X) (patch-level scores), or use an autoencoder "
+                "(DenseAE, VAE, CNNAE)."
+            )
+        if not isinstance(window, Integral) or isinstance(window, bool) or window < 2:
+            raise ValueError(f"{name}.frame_scores: window must be an int of at least 2 frames; got {window!r}.")
+        X = self._validate_input(X, reset=False, reduce=False)
+        n_clips, n_mels, n_frames = X.shape
+        check_frames(name, n_frames, window, "window")
+        starts = window_starts(n_frames, window, max(1, window // 8), cover_end=True)
+        csum = np.concatenate([np.zeros((n_clips, n_mels, 1)), np.cumsum(X, axis=2)], axis=2)
+        csq = np.concatenate([np.zeros((n_clips, n_mels, 1)), np.cumsum(np.square(X), axis=2)], axis=2)
+        mean = (csum[:, :, starts + window] - csum[:, :, starts]) / window  # (clips, mels, windows)
+        std = np.sqrt(np.maximum((csq[:, :, starts + window] - csq[:, :, starts]) / window - mean**2, 0.0))
+        rows = np.concatenate([mean, std], axis=1).transpose(0, 2, 1).reshape(n_clips * len(starts), 2 * n_mels)
+        if section is not None:
+            section = np.repeat(self._check_labels("section", section, n_clips), len(starts))
+        scores = -self._score_rows(rows, section)[0].reshape(n_clips, len(starts))
+        return windows_to_frames(scores, starts, window, n_frames)
 
     def fit_predict(self, X, y=None, domain=None, section=None):
         """Fit, then label the training clips by their own section's threshold.

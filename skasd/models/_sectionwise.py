@@ -142,6 +142,56 @@ class SectionwiseDetector(SectionScoringMixin, BaseDetector):
         """
         return self._score(X, section)[0]
 
+    def frame_scores(self, X, section=None, **kwargs):
+        """Each clip's frame scores by its section's model (higher = more anomalous).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_clips, n_mels, n_frames)
+            Log-mel clips.
+        section : array-like of shape (n_clips,), default=None
+            Section of each clip; None: each clip by the section's model that gives it the
+            best clip score, as ``score_samples`` does.
+        **kwargs : dict
+            Passed to the models' ``frame_scores`` (e.g. ``per_band``).
+
+        Returns
+        -------
+        scores : ndarray of shape (n_clips, n_frames) or as the models return
+        """
+        check_is_fitted(self)
+        if not hasattr(self.estimators_[0], "frame_scores"):
+            raise ValueError(f"{type(self.estimator).__name__} has no frame scores (no frame_scores method).")
+        X = validate_data(self, X, allow_nd=True, dtype=None, reset=False)
+        codes = self.section_codes(X, section)
+        parts = {}
+        for code in np.unique(codes):
+            parts[code] = self.estimators_[code].frame_scores(X[codes == code], **kwargs)
+        first = next(iter(parts.values()))
+        out = np.empty((len(X), *first.shape[1:]))
+        for code, part in parts.items():
+            out[codes == code] = part
+        return out
+
+    def section_codes(self, X, section=None):
+        """Row of ``estimators_`` (and ``sections_``) that judges each clip.
+
+        Parameters
+        ----------
+        X : array-like
+            Clips.
+        section : array-like of shape (n_clips,), default=None
+            Section of each clip; None: the section whose model gives the clip its best score.
+
+        Returns
+        -------
+        codes : ndarray of int of shape (n_clips,)
+        """
+        check_is_fitted(self)
+        if section is not None:
+            return self._section_codes(self._labels_of(section, len(X)))
+        return np.argmax([est.score_samples(X) for est in self.estimators_], axis=0)
+
     def fit_predict(self, X, y=None, section=None):
         """Fit, then label the training clips by their own section's threshold.
 

@@ -4,6 +4,9 @@
   an optional embedding and a detector; :func:`fit_pipeline` with the folder's metadata), saved and loaded in either model format (:func:`save_model`, :func:`load_model`).
 - ``_scoring``: the clips of a DCASE folder (:func:`load_clips`) through a fitted pipeline, in
   memory (:func:`score_clips`) or streamed in chunks (:func:`score_stream`).
+- ``_explain``: explanations of audio files (:func:`explain_files`, printed by
+  :func:`format_explanation`) and their frame scores beside the submission files
+  (:func:`write_frame_scores`).
 - ``_experiment``: the founding report's experiment (:func:`reproduce_report`), the demo
   (:func:`run_demo`) and the evaluation plots (:func:`write_plots`).
 
@@ -11,6 +14,7 @@ Problems of the request (a missing folder, an unknown model, files that do not d
 :class:`~skasd.exceptions.UsageError`, whose message the command line prints as is.
 """
 
+from ._explain import clip_sections, explain_files, format_explanation, write_frame_scores
 from ._experiment import REPORT_ROWS, report_models, reproduce_report, run_demo, write_dcase_layout, write_plots
 from ._pipeline import DEFAULT_MODEL, MODELS, build_pipeline, describe_models, fit_pipeline, load_model, save_model
 from ._scoring import (
@@ -34,8 +38,11 @@ __all__ = [
     "anomaly_thresholds",
     "build_pipeline",
     "clip_hashes",
+    "clip_sections",
     "describe_models",
+    "explain_files",
     "fit_pipeline",
+    "format_explanation",
     "load_clips",
     "load_model",
     "report_models",
@@ -47,5 +54,6 @@ __all__ = [
     "section_labels",
     "warn_in_sample",
     "write_dcase_layout",
+    "write_frame_scores",
     "write_plots",
 ]

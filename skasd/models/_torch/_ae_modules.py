@@ -29,8 +29,12 @@ class AEModule(torch.nn.Module):
 
     def window_errors(self, x):
         """Mean squared reconstruction error of each window, shape ``(batch,)``."""
+        return self.error_map(x).flatten(1).mean(1)
+
+    def error_map(self, x):
+        """Squared reconstruction error of each value of each window, the shape of ``x``."""
         recon, _ = self(x)
-        return (recon - x).square().flatten(1).mean(1)
+        return (recon - x).square()
 
 
 def dense_stack(sizes, batch_norm=True):

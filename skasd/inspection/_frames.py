@@ -1,0 +1,196 @@
+"""Frame scores of any skasd estimator or pipeline, with their times in seconds and bands in Hz."""
+
+import librosa
+import numpy as np
+from sklearn.pipeline import Pipeline
+from sklearn.utils import Bunch
+from sklearn.utils.validation import check_is_fitted
+
+from ..features._spectral import LogMelTransformer, _SpectralTransformer
+from ..models._frames import DEFAULT_WINDOW, windows_to_frames
+
+__all__ = ["frame_scores"]
+
+
+def frame_scores(estimator, X, *, section=None, per_band=False, window=DEFAULT_WINDOW, features=None):
+    """Anomaly score of each time frame of each clip, with the frame times in seconds.
+
+    Works on a fitted pipeline from the clips (paths or waveforms) to a detector, the way
+    it was trained, e.g. ``make_pipeline(LogMelTransformer(), DenseAE())``, or on a fitted
+    detector and log-mel clips. What a frame score is depends on the detector (the clip
+    score stays what ``score_samples`` gives):
+
+    - autoencoders (:class:`~skasd.DenseAE`, :class:`~skasd.VAE`, :class:`~skasd.CNNAE`):
+      the reconstruction error at each frame, averaged over the windows (patches) that
+      cover it; the clip score is its weighted mean. ``per_band=True`` adds the
+      ``(band, frame)`` map.
+    - :class:`~skasd.ClassifierEmbedding` followed by an inlier model: the inlier model's
+      score of the embedding of each window of ``window`` frames (its patches pooled like
+      the clip's), each frame getting the mean over the windows covering it.
+    - inlier models on log-mel (per-band statistics): the model's score of the statistics
+      of the ``window`` frames around each frame.
+    - :class:`~skasd.ScoreFusion`: its sub-detectors' frame scores, standardised and
+      weighted as their clip scores are; :class:`~skasd.SectionwiseDetector`: each clip's
+      section model's.
+
+    Inlier models on clip statistics (:class:`~skasd.ClipStatsTransformer`) have no time
+    axis and raise a ``ValueError`` naming the alternatives.
+
+    Parameters
+    ----------
+    estimator : fitted Pipeline or detector
+        A pipeline with a :class:`~skasd.LogMelTransformer` (or
+        :class:`~skasd.MFCCTransformer`) step, or a detector fitted on log-mel clips.
+    X : list of paths, waveforms, or array of shape (n_clips, n_mels, n_frames)
+        Clips in the form ``estimator`` takes (log-mel for a bare detector).
+    section : array-like of shape (n_clips,), default=None
+        Section of each clip, for a detector fitted per section.
+    per_band : bool, default=False
+        Also return the ``(band, frame)`` map (autoencoders only).
+    window : int, default=32
+        Frames per window of the inlier models and embeddings (about 1 s at 16 kHz, hop 512).
+    features : LogMelTransformer, default=None
+        For a bare detector: the transformer that made ``X``, for the times and bands
+        (None: ``LogMelTransformer()``'s defaults, checked against ``X``'s number of bands).
+        Ignored for a pipeline.
+
+    Returns
+    -------
+    result : Bunch
+        ``scores`` ndarray (n_clips, n_frames): anomaly score per frame (higher = more
+        anomalous; NaN where no window covers a frame); ``times`` (n_frames,): each
+        frame's centre in seconds; ``hop`` seconds between frames; ``band_edges``
+        (n_mels, 2): each mel band's range in Hz (None for MFCC); ``band_scores``
+        (n_clips, n_mels, n_frames) with ``per_band``, else None; ``features``: the log-mel
+        clips the detector saw (n_clips, n_mels, n_frames).
+
+    Examples
+    --------
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from skasd import DenseAE, LogMelTransformer
+    >>> from skasd.datasets import make_machine_sounds
+    >>> from skasd.inspection import frame_scores
+    >>> X, y = make_machine_sounds(n_normal=8, n_anomaly=2, duration=2.0, random_state=0, return_X_y=True)
+    >>> pipe = make_pipeline(LogMelTransformer(), DenseAE(max_epochs=2, random_state=0)).fit(X[y == 0])
+    >>> fs = frame_scores(pipe, X[y == 1])
+    >>> fs.scores.shape, fs.times[:3].round(3).tolist()
+    ((2, 63), [0.0, 0.032, 0.064])
+    """
+    transformer, Xlm, tail = _split(estimator, X, features)
+    scores, band_scores = _tail_frames(tail, Xlm, section, per_band, window)
+    return Bunch(
+        scores=scores, band_scores=band_scores, features=Xlm, hop=transformer.hop_length / transformer.sr,
+        times=frame_times(transformer, Xlm.shape[2]), band_edges=band_edges(transformer),
+        _tail=tail, _transformer=transformer,
+    )
+
+
+def frame_times(transformer, n_frames):
+    """Centre of each frame in seconds for ``transformer``'s STFT."""
+    offset = 0 if transformer.center else transformer.n_fft // 2
+    return (np.arange(n_frames) * transformer.hop_length + offset) / transformer.sr
+
+
+def band_edges(transformer):
+    """``(n_mels, 2)`` Hz range of each mel band (half-way to the neighbouring centres), or
+    None where the output bands are not mel bands (MFCC)."""
+    if not isinstance(transformer, LogMelTransformer):
+        return None
+    fmax = transformer.sr / 2 if transformer.fmax is None else transformer.fmax
+    f = librosa.mel_frequencies(transformer.n_mels + 2, fmin=transformer.fmin, fmax=fmax)
+    return np.column_stack([(f[:-2] + f[1:-1]) / 2, (f[1:-1] + f[2:]) / 2])
+
+
+def _split(estimator, X, features):
+    """``(spectral transformer, its output for X, the steps after it)``."""
+    if isinstance(estimator, Pipeline):
+        steps = [step for _, step in estimator.steps if step not in (None, "passthrough")]
+        where = [i for i, step in enumerate(steps) if isinstance(step, _SpectralTransformer)]
+        if not where:
+            raise ValueError(
+                "frame scores need a time axis: the pipeline has no LogMelTransformer or MFCCTransformer step "
+                f"(steps: {[type(s).__name__ for s in steps]})."
+            )
+        i = where[-1]
+        Xt = X
+        for step in steps[: i + 1]:
+            Xt = step.transform(Xt)
+        return steps[i], np.asarray(Xt, dtype=np.float32), steps[i + 1 :]
+    transformer = LogMelTransformer() if features is None else features
+    if not isinstance(transformer, _SpectralTransformer):
+        raise ValueError(f"features must be the LogMelTransformer that made X; got {type(transformer).__name__}.")
+    Xlm = np.asarray(X, dtype=np.float32) if not hasattr(X, "subset") else X
+    if Xlm.ndim != 3:
+        raise ValueError(
+            f"{type(estimator).__name__}: frame scores of a bare detector need log-mel clips (n_clips, n_mels, "
+            f"n_frames); got shape {Xlm.shape}. Pass the whole pipeline to score clips from paths or waveforms."
+        )
+    if Xlm.shape[1] != transformer._n_bands_out():
+        raise ValueError(
+            f"X has {Xlm.shape[1]} bands but the assumed {type(transformer).__name__} gives "
+            f"{transformer._n_bands_out()}: pass features=<the transformer that made X>."
+        )
+    return transformer, Xlm, [estimator]
+
+
+def _tail_frames(tail, Xlm, section, per_band, window):
+    """Frame scores of the steps after the spectral transformer: ``(scores, band_scores)``."""
+    if not tail:
+        raise ValueError("frame scores need a detector after the feature step; the pipeline ends with features.")
+    for step in tail:
+        check_is_fitted(step)
+    *middle, det = tail
+    name = type(det).__name__
+    if not middle:
+        if hasattr(det, "detectors_") and hasattr(det, "fuse_frame_scores"):  # ScoreFusion
+            if per_band:
+                raise ValueError("per_band: band maps come from autoencoders; ScoreFusion fuses frame scores only.")
+            members = [_member_frames(m, Xlm, section, window) for m in det.detectors_]
+            return det.fuse_frame_scores(members), None
+        if not hasattr(det, "frame_scores"):
+            raise ValueError(f"{name} has no frame scores.")
+        inner = det.estimators_[0] if hasattr(det, "section_codes") else det  # SectionwiseDetector
+        kwargs = _section_kw(det, section)
+        if hasattr(inner, "models_"):  # an inlier model: windows of band statistics
+            kwargs["window"] = window
+        if per_band:
+            if not hasattr(inner, "net_"):
+                raise ValueError(
+                    f"per_band: {type(inner).__name__} has no (band, frame) map; autoencoders (DenseAE, VAE, "
+                    "CNNAE) have one."
+                )
+            maps = det.frame_scores(Xlm, per_band=True, **kwargs)
+            return maps.mean(axis=1), maps
+        return det.frame_scores(Xlm, **kwargs), None
+    if len(middle) == 1 and hasattr(middle[0], "window_transform"):
+        if per_band:
+            raise ValueError(
+                f"per_band: {type(middle[0]).__name__} + {name} scores windows, not bands; autoencoders have band maps."
+            )
+        Z, starts, width = middle[0].window_transform(Xlm, window)
+        n_clips, n_windows = Z.shape[:2]
+        rows = Z.reshape(n_clips * n_windows, -1)
+        kw = {k: np.repeat(np.asarray(v), n_windows) for k, v in _section_kw(det, section).items()}
+        scores = -det.score_samples(rows, **kw).reshape(n_clips, n_windows)
+        return windows_to_frames(scores, starts, width, Xlm.shape[2]), None
+    flat = [type(s).__name__ for s in middle]
+    raise ValueError(
+        f"frame scores need a time axis up to the detector, but {flat} pool(s) each clip into one vector first. "
+        "Frame scores exist for autoencoders on log-mel (DenseAE, VAE, CNNAE), inlier models on log-mel "
+        "(make_pipeline(LogMelTransformer(), KNNDetector())) and ClassifierEmbedding + an inlier model."
+    )
+
+
+def _member_frames(member, Xlm, section, window):
+    """A ScoreFusion member's frame scores on the fusion's log-mel input."""
+    if isinstance(member, Pipeline):
+        raise ValueError(
+            "ScoreFusion of pipelines: put the LogMelTransformer before the fusion "
+            "(make_pipeline(LogMelTransformer(), ScoreFusion([...detectors on log-mel...]))) for frame scores."
+        )
+    return _tail_frames([member], Xlm, section, False, window)[0]
+
+
+def _section_kw(det, section):
+    """``section=`` for a detector fitted per section; nothing for one fitted without."""
+    return {} if section is None or getattr(det, "sections_", None) is None else {"section": section}

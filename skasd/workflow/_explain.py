@@ -1,0 +1,103 @@
+"""What ``skasd explain`` and ``skasd score --frames`` do: explanations and frame scores of audio files."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from ..datasets._dcase import _parse
+from ..exceptions import UsageError
+from ..inspection import explain, frame_scores
+from ..utils._atomic import write_text_atomic
+from ..utils._validation import listing
+from ._scoring import CHUNK_SIZE, section_labels
+
+__all__ = ["clip_sections", "explain_files", "format_explanation", "write_frame_scores"]
+
+
+def clip_sections(pipe, paths, section=None):
+    """Each file's section for a model fitted per section (None for one fitted without).
+
+    ``section`` (one label for all files) wins; else each file's DCASE/MIMII name or folders
+    give it. A file whose section cannot be told, or one the model was not trained on,
+    raises :class:`~skasd.exceptions.UsageError`.
+    """
+    if getattr(pipe[-1], "sections_", None) is None:
+        return None
+    if section is not None:
+        labels = [str(section)] * len(paths)
+    else:
+        parsed = [_parse(Path(p)) for p in paths]
+        unknown = [str(p) for p, row in zip(paths, parsed) if row is None]
+        if unknown:
+            raise UsageError(
+                f"the model has one threshold per section ({listing(pipe[-1].sections_.tolist())}) and the section "
+                f"of {listing(unknown)} cannot be told from its name: give --section"
+            )
+        labels = [row["section_or_id"] for row in parsed]
+    return section_labels(pipe, pd.DataFrame({"section_or_id": labels}))
+
+
+def explain_files(pipe, paths, section=None, n_segments=3, chunk_size=CHUNK_SIZE, progress=False):
+    """:func:`skasd.inspection.explain` of audio files through a fitted pipeline, in chunks."""
+    paths = [str(p) for p in paths]
+    missing = [p for p in paths if not Path(p).is_file()]
+    if missing:
+        raise UsageError(f"no such file: {listing(missing)}")
+    sections = clip_sections(pipe, paths, section)
+    parts = []
+    with tqdm(total=len(paths), unit="file", desc="explaining", disable=not progress) as bar:
+        for start in range(0, len(paths), chunk_size):
+            chunk = paths[start : start + chunk_size]
+            sec = None if sections is None else sections[start : start + chunk_size]
+            parts.append(explain(pipe, chunk, section=sec, n_segments=n_segments))
+            bar.update(len(chunk))
+    return pd.concat(parts, ignore_index=True)
+
+
+def format_explanation(table):
+    """The printed form of :func:`explain_files`' table: per clip a verdict line, then one
+    line per segment with its summary."""
+    lines = []
+    for clip, rows in table.groupby("clip", sort=False):
+        first = rows.iloc[0]
+        verdict = "ANOMALOUS" if first["anomalous"] else "normal"
+        lines.append(f"{clip}: {verdict}, anomaly score {first['anomaly_score']:.4g} "
+                     f"(threshold {first['threshold']:.4g})")
+        for _, row in rows.iterrows():
+            lines.append(f"  {row['segment']}. {row['summary']}  [segment score {row['segment_score']:.4g}; "
+                         f"bands: {row['bands']}]")
+    return "\n".join(lines)
+
+
+def write_frame_scores(pipe, clips, out_dir, chunk_size=CHUNK_SIZE, progress=False):
+    """Per-frame anomaly scores of the clips, one CSV per machine type and section beside the
+    submission files: ``frame_scores_<machine type>_<section>.csv`` with columns ``file``
+    (name, as in the submission files), ``frame``, ``time_s`` (frame centre) and
+    ``frame_score`` (higher = more anomalous; empty where no window covers a frame). Each
+    file is written atomically; returns their paths."""
+    sections = section_labels(pipe, clips)
+    out_dir, written = Path(out_dir), []
+    clips = clips.reset_index(drop=True)
+    groups = clips.groupby(["machine_type", "section_or_id"], sort=True).indices
+    with tqdm(total=len(clips), unit="file", desc="frame scores", disable=not progress) as bar:
+        for (mtype, group), idx in groups.items():
+            parts = []
+            for start in range(0, len(idx), chunk_size):
+                rows = idx[start : start + chunk_size]
+                paths = list(clips["path"].iloc[rows])
+                sec = None if sections is None else sections[rows]
+                fs = frame_scores(pipe, paths, section=sec)
+                n_frames = fs.scores.shape[1]
+                parts.append(pd.DataFrame({
+                    "file": np.repeat([Path(p).name for p in paths], n_frames),
+                    "frame": np.tile(np.arange(n_frames), len(paths)),
+                    "time_s": np.round(np.tile(fs.times, len(paths)), 4),
+                    "frame_score": fs.scores.ravel(),
+                }))
+                bar.update(len(rows))
+            path = out_dir / f"frame_scores_{mtype}_{group}.csv"
+            write_text_atomic(path, pd.concat(parts, ignore_index=True).to_csv(index=False, float_format="%.6g"))
+            written.append(path)
+    return written
