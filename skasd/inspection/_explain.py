@@ -18,6 +18,7 @@ _GAP = 3
 # Spread floor (dB) in the band ranking: a band that never varies in the normal clips does not
 # get an infinite z-score from a fraction of a dB.
 _MIN_SPREAD_DB = 1.0
+_MIN_BAND_FRAMES = 16  # the band analysis looks at least this many frames around a segment
 _NARROW_OCTAVES = 0.6  # a band group at most this wide is "narrowband"
 _BROAD_OCTAVES = 2.0  # at least this wide is "broadband"
 _BURST_S = 0.5  # a broadband rise at most this long is a burst
@@ -109,7 +110,12 @@ def explain(estimator, X, *, section=None, n_segments=3, n_bands=3, window=DEFAU
     for i in range(len(clip_scores)):
         for k, (lo, hi, peak) in enumerate(_segments(scores[i], n_segments), start=1):
             start, end = max(0.0, fs.times[lo] - fs.hop / 2), fs.times[hi] + fs.hop / 2
-            groups = _band_groups(fs.features[i][:, lo : hi + 1].mean(axis=1), profiles[i], n_bands)
+            # bands over at least _MIN_BAND_FRAMES around the segment: a one-frame peak of a
+            # steady change is too noisy to tell the bands apart
+            pad = max(0, (_MIN_BAND_FRAMES - (hi - lo + 1) + 1) // 2)
+            blo, bhi = max(0, lo - pad), min(scores.shape[1] - 1, hi + pad)
+            level = _core_level(fs.features[i][:, blo : bhi + 1], profiles[i])
+            groups = _band_groups(level, profiles[i], n_bands)
             top = groups[0]
             band_lo, band_hi = fs.band_edges[top["lo"], 0], fs.band_edges[top["hi"], 1]
             kind = describe_band(top["db"], band_lo, band_hi, end - start, top["new"])
@@ -197,6 +203,20 @@ def _segments(scores, n):
         out.append((lo, hi, float(raw[lo : hi + 1].max())))
         work[max(0, lo - _GAP) : hi + _GAP + 1] = -np.inf
     return out
+
+
+def _core_level(segment, profile):
+    """Mean level per band over the segment's core: its frames whose spectrum is furthest from
+    normal (at least half-way from the segment's median distance to its largest), so a knock
+    of a few frames is not averaged away over a long segment, while a steady change keeps
+    about half of them."""
+    mean, spread = profile
+    z = (segment - mean[:, None]) / np.maximum(spread, _MIN_SPREAD_DB)[:, None]
+    distance = np.abs(z - np.median(z, axis=0)).mean(axis=0)  # per frame, without a shared gain
+    distance = uniform_filter1d(distance, min(_SMOOTH, len(distance)), mode="nearest")
+    middle = np.median(distance)
+    core = distance >= middle + 0.5 * (distance.max() - middle)
+    return segment[:, core].mean(axis=1)
 
 
 def _band_groups(level, profile, n):
