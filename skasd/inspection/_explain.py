@@ -21,7 +21,7 @@ _MIN_SPREAD_DB = 1.0
 _MIN_BAND_FRAMES = 16  # the band analysis looks at least this many frames around a segment
 _NARROW_OCTAVES = 0.6  # a band group at most this wide is "narrowband"
 _BROAD_OCTAVES = 2.0  # at least this wide is "broadband"
-_BURST_S = 0.5  # a broadband rise at most this long is a burst
+_BURST_S = 0.3  # a rise at most this long is a burst
 
 COLUMNS = [
     "clip", "anomaly_score", "threshold", "anomalous", "segment", "start_s", "end_s", "segment_score",
@@ -88,6 +88,11 @@ def explain(estimator, X, *, section=None, n_segments=3, n_bands=3, window=DEFAU
     >>> len(table)
     4
     """
+    return _explanation(estimator, X, section, n_segments, n_bands, window, features)[0]
+
+
+def _explanation(estimator, X, section, n_segments, n_bands, window, features):
+    """``(explain's table, the frame scores Bunch, each clip's normal band profile)``."""
     for name, value in (("n_segments", n_segments), ("n_bands", n_bands)):
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
             raise ValueError(f"explain: {name} must be a positive int; got {value!r}.")
@@ -114,11 +119,16 @@ def explain(estimator, X, *, section=None, n_segments=3, n_bands=3, window=DEFAU
             # steady change is too noisy to tell the bands apart
             pad = max(0, (_MIN_BAND_FRAMES - (hi - lo + 1) + 1) // 2)
             blo, bhi = max(0, lo - pad), min(scores.shape[1] - 1, hi + pad)
-            level = _core_level(fs.features[i][:, blo : bhi + 1], profiles[i])
+            level, n_core = _core_level(fs.features[i][:, blo : bhi + 1], profiles[i])
             groups = _band_groups(level, profiles[i], n_bands)
             top = groups[0]
             band_lo, band_hi = fs.band_edges[top["lo"], 0], fs.band_edges[top["hi"], 1]
-            kind = describe_band(top["db"], band_lo, band_hi, end - start, top["new"])
+            # a change that stays outside the segment's core (a third of it or more, over the
+            # whole clip) is steady: it lasts the segment, whatever the core's length
+            group = slice(top["lo"], top["hi"] + 1)
+            whole = float(np.mean(fs.features[i][group] - profiles[i][0][group, None]))
+            steady = abs(whole) >= abs(top["db"]) / 3 and np.sign(whole) == np.sign(top["db"])
+            kind = describe_band(top["db"], band_lo, band_hi, end - start if steady else n_core * fs.hop, top["new"])
             rows.append({
                 "clip": names[i], "anomaly_score": clip_scores[i], "threshold": thresholds[i],
                 "anomalous": bool(clip_scores[i] > thresholds[i]), "segment": k, "start_s": round(start, 3),
@@ -129,12 +139,12 @@ def explain(estimator, X, *, section=None, n_segments=3, n_bands=3, window=DEFAU
                 ),
                 "summary": f"{start:.1f}-{end:.1f} s: {top['db']:+.0f} dB in {_hz(band_lo, band_hi)}, {kind}",
             })
-    return pd.DataFrame(rows, columns=COLUMNS)
+    return pd.DataFrame(rows, columns=COLUMNS), fs, profiles
 
 
 def describe_band(db, low_hz, high_hz, duration_s, new=True):
     """A few words on what a band change of ``db`` over ``low_hz``-``high_hz`` Hz lasting
-    ``duration_s`` seconds likely is (the summary's last part).
+    about ``duration_s`` seconds likely is (the summary's last part).
 
     Parameters
     ----------
@@ -143,7 +153,7 @@ def describe_band(db, low_hz, high_hz, duration_s, new=True):
     low_hz, high_hz : float
         The band group's range.
     duration_s : float
-        Length of the segment.
+        How long the change lasts (the segment's core).
     new : bool, default=True
         Whether the band is not a spectral peak of the normal clips (a narrowband rise is
         then "new", else "stronger").
@@ -151,13 +161,23 @@ def describe_band(db, low_hz, high_hz, duration_s, new=True):
     Returns
     -------
     words : str
+
+    Examples
+    --------
+    >>> from skasd.inspection import describe_band
+    >>> describe_band(9.0, 2000, 2800, 3.0)
+    'a new narrowband component'
+    >>> describe_band(-12.0, 100, 4000, 0.3)
+    'a dropout (energy missing)'
     """
     octaves = np.log2(max(high_hz, 1e-9) / max(low_hz, 1e-9))
     if db >= 0:
+        if duration_s <= _BURST_S:
+            return "a short burst (an impact or knock)"
         if octaves <= _NARROW_OCTAVES:
             return "a new narrowband component" if new else "a stronger tonal component"
         if octaves >= _BROAD_OCTAVES:
-            return "a broadband burst (an impact or knock)" if duration_s <= _BURST_S else "more broadband energy"
+            return "more broadband energy"
         return "more energy in this range"
     if octaves <= _NARROW_OCTAVES:
         return "a weaker or missing component"
@@ -216,7 +236,7 @@ def _core_level(segment, profile):
     distance = uniform_filter1d(distance, min(_SMOOTH, len(distance)), mode="nearest")
     middle = np.median(distance)
     core = distance >= middle + 0.5 * (distance.max() - middle)
-    return segment[:, core].mean(axis=1)
+    return segment[:, core].mean(axis=1), int(core.sum())
 
 
 def _band_groups(level, profile, n):

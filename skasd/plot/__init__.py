@@ -17,12 +17,14 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
         "Install it with: pip install skasd[plot]"
     ) from exc
 
+from ._explain import ExplanationDisplay
 from ._history import LossHistoryDisplay
 from ._roc import RocDisplay
 from ._scores import ScoreHistogramDisplay
 from ._spectrogram import SpectrogramDisplay, plot_clips
 
 __all__ = [
+    "ExplanationDisplay",
     "LossHistoryDisplay",
     "RocDisplay",
     "ScoreHistogramDisplay",

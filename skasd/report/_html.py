@@ -51,7 +51,12 @@ def write_report(
     to: the ``top_k`` most anomalous, the most anomalous-looking normals (false
     alarms, when labelled), the ``top_k`` nearest the threshold, and the most
     normal-sounding clips for comparison. Each clip shows its score, rank, label,
-    decision, an ``<audio>`` player (16-bit FLAC) and a small log-mel image.
+    decision, an ``<audio>`` player (16-bit FLAC) and a small log-mel image. With a
+    fitted ``estimator`` and a ``threshold``, each flagged clip is explained
+    (:func:`skasd.inspection.explain`): its image carries the frame-score curve, the
+    heatmap of the bands that deviate from normal and the top segment and band
+    (:class:`skasd.plot.ExplanationDisplay`), and the summary sentence is printed under
+    its player.
 
     Parameters
     ----------
@@ -260,6 +265,10 @@ def _clip_cards(path, clips, names, score, y, flagged, groups, sections, estimat
     lm = _logmel_transformer(estimator)
     waves = {i: load_audio(clips["path"][i], sr=lm.sr) for i in chosen}
     images = _logmel_images(lm, waves) if plots else {}
+    explained, explain_note = {}, None
+    if estimator is not None and flagged is not None:
+        explained, explain_note = _explanations(estimator, clips, [i for i in chosen if flagged[i]], waves, plots)
+        images.update({i: e["image"] for i, e in explained.items() if e["image"]})
     audio_src, note = {}, None
     if audio != "none":
         flac = {i: _assets.encode_flac(w, lm.sr) for i, w in waves.items()}
@@ -293,10 +302,51 @@ def _clip_cards(path, clips, names, score, y, flagged, groups, sections, estimat
                 "decision": None if flagged is None else ("anomaly" if flagged[i] else "normal"),
                 "audio_src": audio_src.get(i),
                 "image_src": images.get(i),
+                "summary": explained.get(i, {}).get("summary"),
             })
             seen.add(i)
         out.append({"key": key, "title": title, "description": description, "clips": cards})
-    return out, note
+    return out, " ".join(n for n in (note, explain_note) if n) or None
+
+
+def _explanations(estimator, clips, idx, waves, plots):
+    """``{clip: {"summary", "image"}}`` for the flagged clips ``idx`` and a note when they cannot
+    be explained (a model without a time axis, or fitted by skasd 0.1)."""
+    from ..inspection._explain import _explanation
+
+    if not idx:
+        return {}, None
+    detector = _final(estimator)
+    section = None
+    if getattr(detector, "sections_", None) is not None and "section_or_id" in clips:
+        section = [str(clips["section_or_id"][i]) for i in idx]
+    try:
+        table, fs, profiles = _explanation(estimator, [waves[i] for i in idx], section, 3, 3, 32, None)
+    except ValueError as exc:
+        return {}, f"The flagged clips are not explained: {str(exc).splitlines()[0]}"
+    out = {}
+    for k, i in enumerate(idx):
+        rows = table[table["clip"] == k]
+        image = None
+        if plots:
+            from ..plot import ExplanationDisplay
+
+            t = fs._transformer
+            fig, ax = _assets.new_figure((3.6, 1.9))
+            ExplanationDisplay(
+                S=fs.features[k], deviation=fs.features[k] - profiles[k][0][:, None], times=fs.times,
+                scores=fs.scores[k], segments=list(zip(rows["start_s"], rows["end_s"])),
+                band=(rows["band_low_hz"].iloc[0], rows["band_high_hz"].iloc[0]), summary="",
+                spread=profiles[k][1], sr=t.sr, hop_length=t.hop_length, fmin=t.fmin, fmax=t.fmax,
+            ).plot(ax=ax, name="")
+            ax.set_xlabel("Time (s)", fontsize=7)
+            ax.set_ylabel("Hz", fontsize=7)
+            ax.tick_params(labelsize=6)
+            ax.figure.axes[-1].tick_params(labelsize=6)
+            ax.figure.axes[-1].set_ylabel("frame score", fontsize=7, color="tab:orange")
+            image = _assets.image_uri(fig, dpi=80, fmt="jpeg")
+        out[i] = {"summary": rows["summary"].iloc[0], "image": image}
+    return out, None
 
 
 def _display_names(paths, data_dir):
