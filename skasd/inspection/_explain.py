@@ -119,16 +119,19 @@ def _explanation(estimator, X, section, n_segments, n_bands, window, features):
             # steady change is too noisy to tell the bands apart
             pad = max(0, (_MIN_BAND_FRAMES - (hi - lo + 1) + 1) // 2)
             blo, bhi = max(0, lo - pad), min(scores.shape[1] - 1, hi + pad)
-            level, n_core = _core_level(fs.features[i][:, blo : bhi + 1], profiles[i])
+            level, _ = _core_level(fs.features[i][:, blo : bhi + 1], profiles[i])
             groups = _band_groups(level, profiles[i], n_bands)
             top = groups[0]
             band_lo, band_hi = fs.band_edges[top["lo"], 0], fs.band_edges[top["hi"], 1]
-            # a change that stays outside the segment's core (a third of it or more, over the
-            # whole clip) is steady: it lasts the segment, whatever the core's length
+            # how long the change lasts: the frames around the segment where the band group is
+            # at least half as far from normal, the same way, as in the core
             group = slice(top["lo"], top["hi"] + 1)
-            whole = float(np.mean(fs.features[i][group] - profiles[i][0][group, None]))
-            steady = abs(whole) >= abs(top["db"]) / 3 and np.sign(whole) == np.sign(top["db"])
-            kind = describe_band(top["db"], band_lo, band_hi, end - start if steady else n_core * fs.hop, top["new"])
+            track = uniform_filter1d(
+                np.mean(fs.features[i][group, blo : bhi + 1] - profiles[i][0][group, None], axis=0),
+                min(_SMOOTH, bhi - blo + 1), mode="nearest",
+            )
+            lasting = int(np.sum(np.sign(top["db"]) * track >= abs(top["db"]) / 2))
+            kind = describe_band(top["db"], band_lo, band_hi, max(lasting, 1) * fs.hop, top["new"])
             rows.append({
                 "clip": names[i], "anomaly_score": clip_scores[i], "threshold": thresholds[i],
                 "anomalous": bool(clip_scores[i] > thresholds[i]), "segment": k, "start_s": round(start, 3),

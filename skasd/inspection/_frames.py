@@ -50,9 +50,10 @@ def frame_scores(estimator, X, *, section=None, per_band=False, window=DEFAULT_W
     window : int, default=32
         Frames per window of the inlier models and embeddings (about 1 s at 16 kHz, hop 512).
     features : LogMelTransformer, default=None
-        For a bare detector: the transformer that made ``X``, for the times and bands
-        (None: ``LogMelTransformer()``'s defaults, checked against ``X``'s number of bands).
-        Ignored for a pipeline.
+        For a bare detector, or a pipeline without a feature step, given log-mel clips: the
+        transformer that made ``X``, for the times and bands (None for a bare detector:
+        ``LogMelTransformer()``'s defaults, checked against ``X``'s number of bands).
+        Ignored for a pipeline with a feature step.
 
     Returns
     -------
@@ -76,6 +77,14 @@ def frame_scores(estimator, X, *, section=None, per_band=False, window=DEFAULT_W
     >>> fs.scores.shape, fs.times[:3].round(3).tolist()
     ((2, 63), [0.0, 0.032, 0.064])
     """
+    if hasattr(estimator, "fuse_frame_scores") and all(isinstance(m, Pipeline) for m in estimator.detectors_):
+        # ScoreFusion of pipelines from the clips: each member's own frame scores, fused
+        if per_band:
+            raise ValueError("per_band: band maps come from autoencoders; ScoreFusion fuses frame scores only.")
+        parts = [frame_scores(m, X, section=section, window=window) for m in estimator.detectors_]
+        out = parts[0]
+        out.scores = estimator.fuse_frame_scores([p.scores for p in parts])
+        return out
     transformer, Xlm, tail = _split(estimator, X, features)
     scores, band_scores = _tail_frames(tail, Xlm, section, per_band, window)
     return Bunch(
@@ -106,23 +115,30 @@ def _split(estimator, X, features):
     if isinstance(estimator, Pipeline):
         steps = [step for _, step in estimator.steps if step not in (None, "passthrough")]
         where = [i for i, step in enumerate(steps) if isinstance(step, _SpectralTransformer)]
+        if not where and features is not None:  # a pipeline on log-mel clips made by `features`
+            return _split_logmel(estimator, X, features, steps)
         if not where:
             raise ValueError(
                 "frame scores need a time axis: the pipeline has no LogMelTransformer or MFCCTransformer step "
-                f"(steps: {[type(s).__name__ for s in steps]})."
+                f"(steps: {[type(s).__name__ for s in steps]}); for a pipeline on log-mel clips pass "
+                "features=<the LogMelTransformer that made them>."
             )
         i = where[-1]
         Xt = X
         for step in steps[: i + 1]:
             Xt = step.transform(Xt)
         return steps[i], np.asarray(Xt, dtype=np.float32), steps[i + 1 :]
+    return _split_logmel(estimator, X, features, [estimator])
+
+
+def _split_logmel(estimator, X, features, tail):
     transformer = LogMelTransformer() if features is None else features
     if not isinstance(transformer, _SpectralTransformer):
         raise ValueError(f"features must be the LogMelTransformer that made X; got {type(transformer).__name__}.")
     Xlm = np.asarray(X, dtype=np.float32) if not hasattr(X, "subset") else X
     if Xlm.ndim != 3:
         raise ValueError(
-            f"{type(estimator).__name__}: frame scores of a bare detector need log-mel clips (n_clips, n_mels, "
+            f"{type(estimator).__name__}: frame scores without a feature step need log-mel clips (n_clips, n_mels, "
             f"n_frames); got shape {Xlm.shape}. Pass the whole pipeline to score clips from paths or waveforms."
         )
     if Xlm.shape[1] != transformer._n_bands_out():
@@ -130,7 +146,7 @@ def _split(estimator, X, features):
             f"X has {Xlm.shape[1]} bands but the assumed {type(transformer).__name__} gives "
             f"{transformer._n_bands_out()}: pass features=<the transformer that made X>."
         )
-    return transformer, Xlm, [estimator]
+    return transformer, Xlm, tail
 
 
 def _tail_frames(tail, Xlm, section, per_band, window):
@@ -185,8 +201,9 @@ def _member_frames(member, Xlm, section, window):
     """A ScoreFusion member's frame scores on the fusion's log-mel input."""
     if isinstance(member, Pipeline):
         raise ValueError(
-            "ScoreFusion of pipelines: put the LogMelTransformer before the fusion "
-            "(make_pipeline(LogMelTransformer(), ScoreFusion([...detectors on log-mel...]))) for frame scores."
+            "a ScoreFusion after a feature step with pipelines among its sub-detectors: fuse pipelines from "
+            "the clips (ScoreFusion([(name, make_pipeline(LogMelTransformer(), ...)), ...])) or detectors on "
+            "log-mel (make_pipeline(LogMelTransformer(), ScoreFusion([...])))."
         )
     return _tail_frames([member], Xlm, section, False, window)[0]
 

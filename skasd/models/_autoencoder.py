@@ -269,9 +269,10 @@ class BaseAEDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseTorc
         (averaged over the mel bands unless ``per_band``). The clip's anomaly score is
         these frame scores' mean weighted by the number of windows covering each frame:
         all frames alike but the first and last ``width - 1`` (DenseAE, VAE: ``frames - 1``)
-        for windows at every frame; for CNNAE's patches every ``patch_hop`` frames, the
-        frames after the last whole patch are covered by none (NaN), as they count in no
-        clip score.
+        for windows at every frame. Frames that no window of the clip score covers (with
+        CNNAE's patches every ``patch_hop`` frames, those after the last whole patch) get the
+        error of one more patch ending at the clip's last frame: they count in no clip
+        score (weight 0), but an anomaly there still shows.
 
         Parameters
         ----------
@@ -284,8 +285,8 @@ class BaseAEDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseTorc
         -------
         scores : ndarray of shape (n_clips, n_frames) or (n_clips, n_mels, n_frames)
             Squared reconstruction error per frame (higher = more anomalous, the sign of
-            ``anomaly_score``, in its units); NaN where no window covers a frame. For times
-            in seconds and bands in Hz, use :func:`skasd.inspection.frame_scores`.
+            ``anomaly_score``, in its units). For times in seconds and bands in Hz, use
+            :func:`skasd.inspection.frame_scores`.
         """
         check_is_fitted(self)
         name = type(self).__name__
@@ -296,18 +297,25 @@ class BaseAEDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseTorc
             )
         X, width, hop = self._validate_input(X, reset=False)
         module, n_mels, n_frames = self.net_.module_, X.shape[1], X.shape[2]
-        starts = window_starts(n_frames, width, hop)
-        frame_of = torch.from_numpy((starts[:, None] + np.arange(width)).ravel())
+        starts = window_starts(n_frames, width, hop, cover_end=True)  # the last one may be extra
+        n_scored = len(window_starts(n_frames, width, hop))
+        frames = starts[:, None] + np.arange(width)  # (windows, width)
+        gather = torch.from_numpy(frames.ravel())
+        scored, extra = torch.from_numpy(frames[:n_scored].ravel()), torch.from_numpy(frames[n_scored:].ravel())
 
-        def per_clip(xb):  # squared error summed into frames: (clips, n_frames, n_mels)
-            w = xb.unfold(2, width, hop).permute(0, 2, 3, 1).reshape(-1, width, n_mels)
-            err = module.error_map((w - self.loc_) / self.scale_).reshape(len(xb), -1, n_mels)
-            return xb.new_zeros(len(xb), n_frames, n_mels).index_add_(1, frame_of.to(xb.device), err)
+        def per_clip(xb):  # squared errors summed into frames: (clips, 2, n_frames, n_mels)
+            w = xb[:, :, gather.to(xb.device)].reshape(len(xb), n_mels, len(starts), width)
+            w = w.permute(0, 2, 3, 1).reshape(-1, width, n_mels)
+            err = module.error_map((w - self.loc_) / self.scale_).reshape(len(xb), len(starts) * width, n_mels)
+            out = xb.new_zeros(len(xb), 2, n_frames, n_mels)
+            out[:, 0].index_add_(1, scored.to(xb.device), err[:, : n_scored * width])
+            out[:, 1].index_add_(1, extra.to(xb.device), err[:, n_scored * width :])
+            return out
 
         summed = self._map_clips(X, len(starts), per_clip)
-        count = np.bincount(frame_of.numpy(), minlength=n_frames)[:, None]  # windows covering each frame
-        with np.errstate(invalid="ignore"):
-            maps = (summed / count).transpose(0, 2, 1)  # 0 / 0 = NaN: covered by no window
+        count = np.bincount(scored.numpy(), minlength=n_frames)[:, None]  # scored windows covering each frame
+        with np.errstate(invalid="ignore", divide="ignore"):
+            maps = np.where(count > 0, summed[:, 0] / count, summed[:, 1]).transpose(0, 2, 1)
         return maps if per_band else maps.mean(axis=1)
 
     def transform(self, X):

@@ -1,0 +1,139 @@
+"""Frame scores: every detector's per-frame scores, how they pool, and their errors."""
+
+import numpy as np
+import pytest
+from sklearn.exceptions import NotFittedError
+from sklearn.pipeline import make_pipeline
+
+from skasd import (
+    CNNAE,
+    ClassifierEmbedding,
+    ClipStatsTransformer,
+    DenseAE,
+    GMMDetector,
+    KNNDetector,
+    LogMelTransformer,
+    MahalanobisDetector,
+    ScoreFusion,
+    SectionwiseDetector,
+)
+from skasd.inspection import band_edges, frame_scores
+from skasd.models._frames import window_starts
+
+
+def _logmel(n=12, n_frames=80, seed=0):
+    return np.random.default_rng(seed).normal(-40, 3, size=(n, 16, n_frames)).astype(np.float32)
+
+
+@pytest.mark.parametrize("model", [DenseAE(frames=3, max_epochs=1, random_state=0),
+                                   CNNAE(patch_frames=16, patch_hop=16, max_epochs=1, random_state=0)])
+def test_autoencoder_frame_scores_pool_to_the_clip_score(model):
+    X = _logmel(n_frames=70)
+    model.fit(X)
+    f, maps = model.frame_scores(X), model.frame_scores(X, per_band=True)
+    assert f.shape == (12, 70) and maps.shape == (12, 16, 70)
+    np.testing.assert_allclose(maps.mean(axis=1), f)
+    width, hop = model._window()
+    cover = np.zeros(70)
+    for start in window_starts(70, width, hop):
+        cover[start : start + width] += 1
+    assert np.isfinite(f).all()
+    pooled = (f * cover).sum(axis=1) / cover.sum()  # the documented weighted mean
+    if (cover == 0).any():  # CNNAE: the tail gets one more patch, ending at the last frame
+        tail = model.frame_scores(X[:, :, -16:], per_band=True)
+        np.testing.assert_allclose(maps[:, :, cover == 0], tail[:, :, 16 - (cover == 0).sum():], rtol=1e-5)
+    np.testing.assert_allclose(pooled, model.anomaly_score(X), rtol=1e-5)
+    assert model.band_profile_.shape == (2, 16)
+
+
+@pytest.mark.parametrize("model", [KNNDetector(), MahalanobisDetector(), GMMDetector(random_state=0)])
+def test_inlier_frame_scores_find_a_local_change(model):
+    X = _logmel(n=30)
+    test = _logmel(n=3, seed=1)
+    test[:, 5:8, 50:60] += 12  # a narrowband event at frames 50-59
+    f = model.fit(X).frame_scores(test, window=16)
+    assert f.shape == (3, 80) and np.isfinite(f).all()
+    assert ((40 <= f.argmax(axis=1)) & (f.argmax(axis=1) < 70)).all()
+    profile = model.band_profile_
+    np.testing.assert_allclose(profile[0], X.mean(axis=(0, 2)), atol=1e-4)
+    np.testing.assert_allclose(profile[1], X.transpose(1, 0, 2).reshape(16, -1).std(axis=1), rtol=1e-4)
+
+
+def test_inlier_frame_scores_errors():
+    X = _logmel()
+    with pytest.raises(ValueError, match="no time axis.*ClassifierEmbedding.*DenseAE"):
+        KNNDetector().fit(X.mean(axis=2)).frame_scores(X.mean(axis=2))
+    knn = KNNDetector().fit(X)
+    with pytest.raises(ValueError, match="at least one window of 32 frames; got n_frames=20"):
+        knn.frame_scores(X[:, :, :20])
+    bad = X[:2].copy()
+    bad[0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        knn.frame_scores(bad)
+    with pytest.raises(ValueError, match="window must be an int"):
+        knn.frame_scores(X, window=1)
+    with pytest.raises(NotFittedError, match="fit"):
+        KNNDetector().frame_scores(X)
+    with pytest.raises(ValueError, match="needs clips of at least 5 frames"):
+        DenseAE(max_epochs=1, random_state=0).fit(X).frame_scores(X[:, :, :3])
+
+
+def test_sections_route_to_their_models():
+    X = np.concatenate([_logmel(n=10), _logmel(n=10, seed=2) + 20])
+    section = np.repeat(["a", "b"], 10)
+    knn = KNNDetector().fit(X, section=section)
+    by_section = knn.frame_scores(X[:2], section=["b", "b"])
+    own = KNNDetector().fit(X[10:]).frame_scores(X[:2])
+    np.testing.assert_allclose(by_section, own)
+    wrapped = SectionwiseDetector(KNNDetector()).fit(X, section=section)
+    np.testing.assert_allclose(wrapped.frame_scores(X[:2], section=["b", "b"]), own)
+    assert (wrapped.section_codes(X[[0, 15]]) == [0, 1]).all()
+
+
+def test_fusion_standardises_frame_scores_like_clip_scores():
+    X = _logmel()
+    fusion = ScoreFusion([("gmm", GMMDetector(random_state=0)), ("maha", MahalanobisDetector())]).fit(X)
+    parts = [d.frame_scores(X[:2]) for d in fusion.detectors_]
+    expected = sum(w * (p - loc) / scale for w, p, loc, scale in zip(fusion.weights_, parts, fusion.loc_, fusion.scale_))
+    np.testing.assert_allclose(fusion.frame_scores(X[:2]), expected)
+    np.testing.assert_allclose(frame_scores(fusion, X[:2], features=LogMelTransformer(n_mels=16)).scores, expected)
+    waves = np.random.default_rng(0).normal(0, 0.05, size=(8, 16000)).astype(np.float32)
+    lm = LogMelTransformer(n_mels=16)
+    of_pipelines = ScoreFusion([("gmm", make_pipeline(lm, GMMDetector(random_state=0))),
+                                ("maha", make_pipeline(lm, MahalanobisDetector()))]).fit(waves)
+    parts = [frame_scores(p, waves[:2]).scores for p in of_pipelines.detectors_]
+    np.testing.assert_allclose(frame_scores(of_pipelines, waves[:2]).scores, of_pipelines.fuse_frame_scores(parts))
+
+
+def test_pipeline_frame_scores_have_times_and_bands():
+    waves = np.random.default_rng(0).normal(0, 0.05, size=(6, 16000)).astype(np.float32)
+    pipe = make_pipeline(LogMelTransformer(n_mels=32), KNNDetector()).fit(waves)
+    fs = frame_scores(pipe, waves[:2])
+    assert fs.scores.shape == (2, 32) and fs.features.shape == (2, 32, 32)
+    np.testing.assert_allclose(fs.times, np.arange(32) * 512 / 16000)
+    edges = fs.band_edges
+    assert edges.shape == (32, 2) and (edges[1:, 0] == edges[:-1, 1]).all() and edges[-1, 1] < 8000
+    np.testing.assert_allclose(band_edges(LogMelTransformer(n_mels=32)), edges)
+    stats = make_pipeline(ClipStatsTransformer(), KNNDetector()).fit(waves)
+    with pytest.raises(ValueError, match="time axis: the pipeline has no LogMelTransformer.*ClipStatsTransformer"):
+        frame_scores(stats, waves[:2])
+    with pytest.raises(ValueError, match="per_band.*autoencoders"):
+        frame_scores(pipe, waves[:2], per_band=True)
+    with pytest.raises(ValueError, match="bands but the assumed LogMelTransformer gives 128"):
+        frame_scores(pipe[-1], fs.features)
+
+
+def test_embedding_windows_pool_like_transform():
+    X = _logmel(n=8, n_frames=48)
+    ids = np.repeat(["a", "b"], 4)
+    X[4:] += np.linspace(-3, 3, 16)[:, None]
+    emb = ClassifierEmbedding(embed_dim=8, channels=(4, 8), patch_frames=16, patch_hop=4, max_epochs=1,
+                              random_state=0).fit(X, ids)
+    whole, starts, width = emb.window_transform(X, window=48)  # one window = the whole clip
+    assert whole.shape[1] == 1 and width == 48 and (starts == [0]).all()
+    np.testing.assert_allclose(whole[:, 0], emb.transform(X), atol=1e-6)
+    Z, starts, width = emb.window_transform(X, window=32)
+    assert Z.shape == (8, 5, 16) and width == 32 and (starts == np.arange(5) * 4).all()
+    pipe = make_pipeline(emb, KNNDetector().fit(emb.transform(X)))  # fitted steps
+    fs = frame_scores(pipe, X[:2], features=LogMelTransformer(n_mels=16))
+    assert fs.scores.shape == (2, 48) and np.isfinite(fs.scores).all()
