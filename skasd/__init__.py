@@ -40,7 +40,8 @@ _LAZY = {
     "write_submission": "skasd.io",
 }
 _SUBMODULES = (
-    "datasets", "exceptions", "features", "io", "metrics", "model_selection", "models", "plot", "report", "workflow",
+    "datasets", "exceptions", "features", "inspection", "io", "metrics", "model_selection", "models", "plot", "report",
+    "workflow",
 )
 
 __all__ = sorted([*_LAZY, *_SUBMODULES])

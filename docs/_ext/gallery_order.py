@@ -1,6 +1,6 @@
 """Order of the examples in the gallery: the recommended start first, then the rest."""
 
-ORDER = ("quickstart.py", "real_toycar.py", "grid_search.py", "spectrograms.py")
+ORDER = ("quickstart.py", "real_toycar.py", "explain.py", "grid_search.py", "spectrograms.py")
 
 
 class ExampleOrder:

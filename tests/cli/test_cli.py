@@ -1,4 +1,5 @@
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -466,3 +467,50 @@ def test_fit_pipeline_warns_once_about_missing_target_clips_and_attributes(dev_f
     messages = [str(w.message) for w in record if "target-domain" in str(w.message) or "attributes" in str(w.message)]
     assert len(messages) == 2
     assert "no target-domain training clips" in messages[0] and "no attributes in the file names" in messages[1]
+
+
+def test_explain_prints_time_and_band_per_clip(dev_folder, trained, tmp_path, capsys):
+    clips = sorted((dev_folder / "test").glob("anomaly_id_0*.wav"))[:2] + sorted((dev_folder / "test").glob("normal_*"))[:1]
+    table = tmp_path / "explained.csv"
+    assert main(["explain", "--model", str(trained), *map(str, clips), "--segments", "2", "--csv", str(table),
+                 "--quiet"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    verdicts = [line for line in out if not line.startswith("  ")]
+    assert len(verdicts) == 3 and all(re.search(r": (ANOMALOUS|normal), anomaly score", v) for v in verdicts)
+    segments = [line for line in out if line.startswith("  ")]
+    assert all(re.search(r"[0-9.]+-[0-9.]+ s: [+-][0-9]+ dB in [0-9.]+-[0-9.]+ k?Hz", s) for s in segments)
+    rows = pd.read_csv(table)
+    assert set(rows["clip"]) == set(map(str, clips)) and rows["segment"].max() <= 2
+    # the model holds one DenseAE per ID: each clip is explained by its own ID's model and threshold
+    pipe = load_model(trained)
+    X = pipe[0].transform([str(clips[0])])
+    first = rows[rows["clip"] == str(clips[0])].iloc[0]
+    assert first["anomaly_score"] == pytest.approx(-pipe[-1].score_samples(X, section=["id_00"])[0], rel=1e-6)
+
+
+def test_explain_errors_are_one_line(dev_folder, trained, tmp_path, capsys):
+    stray = tmp_path / "clip.wav"
+    shutil.copy(next((dev_folder / "test").glob("normal_id_00_*.wav")), stray)
+    msg = _err(["explain", "--model", str(trained), str(stray)], capsys)
+    assert "cannot be told from its name: give --section" in msg
+    assert main(["explain", "--model", str(trained), str(stray), "--section", "id_00", "--quiet"]) == 0
+    capsys.readouterr()
+    assert "trained on sections" in _err(["explain", "--model", str(trained), str(stray), "--section", "id_07"], capsys)
+    assert "no such file" in _err(["explain", "--model", str(trained), str(tmp_path / "missing.wav")], capsys)
+
+
+def test_score_frames_writes_frame_scores_beside_submission(dev_folder, trained, tmp_path):
+    assert main(["score", "--model", str(trained), "--data", str(dev_folder), "--out", str(tmp_path), "--frames",
+                 "--quiet"]) == 0
+    for group in ("id_00", "id_02"):
+        frames = pd.read_csv(tmp_path / f"frame_scores_pump_{group}.csv")
+        submitted = pd.read_csv(tmp_path / f"anomaly_score_pump_{group}.csv", header=None)
+        assert list(frames.columns) == ["file", "frame", "time_s", "frame_score"]
+        assert list(frames["file"].unique()) == list(submitted[0])
+        per_clip = frames.groupby("file", sort=False)
+        assert (per_clip.size() == 126).all()  # 4 s at hop 512: 126 frames
+        np.testing.assert_allclose(frames["time_s"][:3], [0, 0.032, 0.064])
+        # the DenseAE clip score is the frame scores' mean, weighted by the windows covering each frame
+        cover = np.convolve(np.ones(122), np.ones(5))
+        pooled = per_clip["frame_score"].apply(lambda f: np.dot(f, cover) / cover.sum())
+        np.testing.assert_allclose(pooled.to_numpy(), submitted[1].to_numpy(), rtol=1e-4)

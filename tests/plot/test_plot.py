@@ -395,3 +395,26 @@ def test_loss_history_errors(iforest_data):
         LossHistoryDisplay.from_history([1.0, 0.5], [1.0])
     with pytest.raises(ValueError, match="non-empty 1-D"):
         LossHistoryDisplay.from_history([])
+
+
+def test_explanation_display_draws_explain():
+    from skasd import DenseAE, LogMelTransformer
+    from skasd.datasets import make_machine_sounds
+    from skasd.inspection import explain, frame_scores
+    from skasd.plot import ExplanationDisplay
+
+    b = make_machine_sounds(n_normal=10, n_anomaly=1, anomaly_types="whine", duration=3.0, random_state=0)
+    pipe = make_pipeline(LogMelTransformer(n_mels=64), DenseAE(max_epochs=2, random_state=0)).fit(b.data[:10])
+    clip = b.data[10]
+    disp = ExplanationDisplay.from_estimator(pipe, clip)
+    table = explain(pipe, clip[None])
+    assert disp.ax_.get_title() == table["summary"].iloc[0] == disp.summary
+    np.testing.assert_allclose(disp.line_.get_ydata(), frame_scores(pipe, clip[None]).scores[0])
+    assert disp.score_ax_.get_ylabel() == "frame score"
+    # the heatmap hides deviations within 6 dB (and twice the band's spread) of normal
+    hidden = np.ma.getmaskarray(np.ma.masked_invalid(disp.heatmap_.get_array())).ravel()
+    dev = disp.deviation.ravel()
+    assert hidden[np.abs(dev) < 6].all() and not hidden.all()
+    boxes = [p for p in disp.ax_.patches if p.get_linewidth() == 1.5]
+    assert len(boxes) == 1 and boxes[0].get_y() == pytest.approx(table["band_low_hz"].iloc[0])
+    plt.close("all")

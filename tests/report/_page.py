@@ -15,6 +15,7 @@ class Page(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.tables, self.sections, self.sources, self.links, self.meta = {}, {}, [], [], []
         self._table = self._row = self._cell = self._section = self._clip = None
+        self._explain = False
         self._part = "body"
         self.text = []
         self.feed(html)
@@ -37,8 +38,10 @@ class Page(HTMLParser):
         elif tag == "section" and "id" in a:
             self._section = self.sections.setdefault(a["id"], [])
         elif tag == "li" and a.get("class") == "clip":
-            self._clip = {**a, "audio": None, "img": None, "badges": []}
+            self._clip = {**a, "audio": None, "img": None, "badges": [], "explain": None}
             self._section.append(self._clip)
+        elif tag == "p" and a.get("class") == "explain" and self._clip is not None:
+            self._explain, self._clip["explain"] = True, ""
         elif tag in ("img", "audio"):
             self.sources.append((tag, a.get("src")))
             if self._clip is not None:
@@ -59,6 +62,8 @@ class Page(HTMLParser):
             self._table, self._part = None, "body"
         elif tag == "li":
             self._clip = None
+        elif tag == "p":
+            self._explain = False
         elif tag == "section":
             self._section = None
 
@@ -66,6 +71,8 @@ class Page(HTMLParser):
         self.text.append(data)
         if self._cell is not None:
             self._cell["text"] += data
+        if self._explain:
+            self._clip["explain"] += data
         if self._clip is not None and data.startswith(("label: ", "flagged: ")):
             self._clip["badges"].append(data)
 

@@ -253,3 +253,36 @@ def test_without_matplotlib(scored, monkeypatch):
     assert not [src for tag, src in page.sources if tag == "img"]
     assert len([src for tag, src in page.sources if tag == "audio"]) >= 2
     assert "skasd[plot]" in " ".join(page.text) and "metrics" in page.tables
+
+
+def test_flagged_clips_are_explained(scored, embedded):
+    """Each flagged clip's card carries explain's summary under its player and the overlay image."""
+    from skasd.inspection import explain
+
+    _, page = embedded
+    clips, pipe = scored["clips"], scored["pipe"]
+    first_cards = [c for cards in page.sections.values() for c in cards if c["audio"]]
+    flagged = [c for c in first_cards if "flagged: yes" in c["badges"]]
+    assert flagged, "the fixture flags no clip"
+    for card in first_cards:
+        i = int(card["data-index"])
+        if card in flagged:
+            expected = explain(pipe, [load_audio(clips["path"][i], sr=SR)], n_segments=3)["summary"].iloc[0]
+            assert card["explain"] == expected
+            assert decode_image(read_source(card["img"], scored["root"])[1])[0] == "JPEG"
+        else:
+            assert card["explain"] is None
+
+
+def test_unexplainable_model_gets_a_note(scored, tmp_path):
+    from sklearn.pipeline import make_pipeline
+
+    from skasd import ClipStatsTransformer, KNNDetector
+
+    clips = scored["clips"]
+    pipe = make_pipeline(ClipStatsTransformer(), KNNDetector()).fit(list(clips["path"][:8]))
+    path = write_report(tmp_path / "r.html", clips, -pipe.score_samples(list(clips["path"])), estimator=pipe,
+                        threshold=0.0, top_k=2)
+    text = path.read_text()
+    assert "The flagged clips are not explained: frame scores need a time axis" in text
+    assert 'class="explain"' not in text
