@@ -155,11 +155,14 @@ def cost(pipe, waves):
 
 
 def summarise(name, rows, test, extra=""):
-    time_hits = [t for t, _ in rows if t is not None]
+    local = np.array([t is not None for t, _ in rows])
+    time = np.array([bool(t) for t, _ in rows])
     band = np.array([b for _, b in rows])
-    per_type = {k: f"{np.mean(band[test.anomaly_type == k]):.2f}" for k in TYPES}
-    print(f"{name:16s} time {np.mean(time_hits):.2f} ({len(time_hits)} local clips)  band {band.mean():.2f} "
-          f"({len(band)} clips; per type {per_type}){extra}", flush=True)
+    time_types = {k: f"{np.mean(time[local & (test.anomaly_type == k)]):.2f}" for k in TYPES
+                  if (local & (test.anomaly_type == k)).any()}
+    band_types = {k: f"{np.mean(band[test.anomaly_type == k]):.2f}" for k in TYPES}
+    print(f"{name:16s} time {np.mean(time[local]):.2f} ({local.sum()} local clips; {time_types})  band "
+          f"{band.mean():.2f} ({len(band)} clips; {band_types}){extra}", flush=True)
 
 
 def main():

@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 from scipy.ndimage import uniform_filter1d
 
-from ..models._frames import DEFAULT_WINDOW
 from ._frames import frame_scores
 
 __all__ = ["explain", "describe_band"]
@@ -29,7 +28,7 @@ COLUMNS = [
 ]
 
 
-def explain(estimator, X, *, section=None, n_segments=3, n_bands=3, window=DEFAULT_WINDOW, features=None):
+def explain(estimator, X, *, section=None, n_segments=3, n_bands=3, window=None, features=None):
     """Where and why each clip is anomalous: its top segments in time, the mel bands that
     deviate most from the normal training clips there, and a one-sentence summary.
 
@@ -59,7 +58,7 @@ def explain(estimator, X, *, section=None, n_segments=3, n_bands=3, window=DEFAU
         Most segments per clip.
     n_bands : int, default=3
         Band groups listed in the ``bands`` column of each segment.
-    window : int, default=32
+    window : int, default=None
         Window of the inlier models and embeddings, as in :func:`frame_scores`.
     features : LogMelTransformer, default=None
         For a bare detector, the transformer that made ``X`` (see :func:`frame_scores`).

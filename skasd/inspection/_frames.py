@@ -12,7 +12,7 @@ from ..models._frames import DEFAULT_WINDOW, windows_to_frames
 __all__ = ["frame_scores"]
 
 
-def frame_scores(estimator, X, *, section=None, per_band=False, window=DEFAULT_WINDOW, features=None):
+def frame_scores(estimator, X, *, section=None, per_band=False, window=None, features=None):
     """Anomaly score of each time frame of each clip, with the frame times in seconds.
 
     Works on a fitted pipeline from the clips (paths or waveforms) to a detector, the way
@@ -24,9 +24,10 @@ def frame_scores(estimator, X, *, section=None, per_band=False, window=DEFAULT_W
       the reconstruction error at each frame, averaged over the windows (patches) that
       cover it; the clip score is its weighted mean. ``per_band=True`` adds the
       ``(band, frame)`` map.
-    - :class:`~skasd.ClassifierEmbedding` followed by an inlier model: the inlier model's
-      score of the embedding of each window of ``window`` frames (its patches pooled like
-      the clip's), each frame getting the mean over the windows covering it.
+    - :class:`~skasd.ClassifierEmbedding` followed by an inlier model: what each window of
+      patches adds to the clip's anomaly score, i.e. the inlier model's score of the clip
+      minus its score of the clip's other patches pooled the same way (occlusion), each
+      frame getting the mean over the windows covering it.
     - inlier models on log-mel (per-band statistics): the model's score of the statistics
       of the ``window`` frames around each frame.
     - :class:`~skasd.ScoreFusion`: its sub-detectors' frame scores, standardised and
@@ -47,8 +48,9 @@ def frame_scores(estimator, X, *, section=None, per_band=False, window=DEFAULT_W
         Section of each clip, for a detector fitted per section.
     per_band : bool, default=False
         Also return the ``(band, frame)`` map (autoencoders only).
-    window : int, default=32
-        Frames per window of the inlier models and embeddings (about 1 s at 16 kHz, hop 512).
+    window : int, default=None
+        Frames per window: of the inlier models' band statistics (None: 32, about 1 s at
+        16 kHz, hop 512) and of the embedding's occluded patches (None: two patches).
     features : LogMelTransformer, default=None
         For a bare detector, or a pipeline without a feature step, given log-mel clips: the
         transformer that made ``X``, for the times and bands (None for a bare detector:
@@ -168,7 +170,7 @@ def _tail_frames(tail, Xlm, section, per_band, window):
         inner = det.estimators_[0] if hasattr(det, "section_codes") else det  # SectionwiseDetector
         kwargs = _section_kw(det, section)
         if hasattr(inner, "models_"):  # an inlier model: windows of band statistics
-            kwargs["window"] = window
+            kwargs["window"] = DEFAULT_WINDOW if window is None else window
         if per_band:
             if not hasattr(inner, "net_"):
                 raise ValueError(
@@ -178,16 +180,20 @@ def _tail_frames(tail, Xlm, section, per_band, window):
             maps = det.frame_scores(Xlm, per_band=True, **kwargs)
             return maps.mean(axis=1), maps
         return det.frame_scores(Xlm, **kwargs), None
-    if len(middle) == 1 and hasattr(middle[0], "window_transform"):
+    if len(middle) == 1 and hasattr(middle[0], "occlusion_transform"):
         if per_band:
             raise ValueError(
                 f"per_band: {type(middle[0]).__name__} + {name} scores windows, not bands; autoencoders have band maps."
             )
-        Z, starts, width = middle[0].window_transform(Xlm, window)
+        emb = middle[0]
+        Z, starts, width = emb.occlusion_transform(Xlm, window)
         n_clips, n_windows = Z.shape[:2]
-        rows = Z.reshape(n_clips * n_windows, -1)
-        kw = {k: np.repeat(np.asarray(v), n_windows) for k, v in _section_kw(det, section).items()}
-        scores = -det.score_samples(rows, **kw).reshape(n_clips, n_windows)
+        kw = _section_kw(det, section)
+        without = -det.score_samples(Z.reshape(n_clips * n_windows, -1),
+                                     **{k: np.repeat(np.asarray(v), n_windows) for k, v in kw.items()})
+        with_all = -det.score_samples(emb.transform(Xlm), **kw)
+        # what each window adds to the clip's anomaly score
+        scores = with_all[:, None] - without.reshape(n_clips, n_windows)
         return windows_to_frames(scores, starts, width, Xlm.shape[2]), None
     flat = [type(s).__name__ for s in middle]
     raise ValueError(

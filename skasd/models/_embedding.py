@@ -420,25 +420,27 @@ class ClassifierEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         Z = np.concatenate(parts, -1)
         return _unit(Z) if self.normalize else Z
 
-    def window_transform(self, X, window=32):
-        """Embeddings of windows of ``window`` frames in each clip, pooled like ``transform``.
+    def occlusion_transform(self, X, window=None):
+        """Each clip's embedding with one window of its patches left out, for every window.
 
-        The patches of ``transform`` (every ``patch_hop`` frames) are pooled in groups of
-        consecutive patches spanning about ``window`` frames instead of over the whole clip,
-        so an inlier model fitted on ``transform``'s clip embeddings scores each window of a
-        clip: :func:`skasd.inspection.frame_scores` maps those scores to frames.
+        ``transform`` pools all of a clip's patches; here, for each run of consecutive
+        patches spanning about ``window`` frames, the clip's other patches are pooled the
+        same way. An inlier model fitted on ``transform``'s embeddings then says how much
+        each window adds to the clip's anomaly score (its score with minus without the
+        window): :func:`skasd.inspection.frame_scores` maps that to frames.
 
         Parameters
         ----------
         X : array-like of shape (n_clips, n_mels, n_frames), or FeatureStore
             Log-mel clips, as in ``fit``.
-        window : int, default=32
-            Frames per window (at least ``patch_frames``).
+        window : int, default=None
+            Frames per window, at least ``patch_frames``; None: two patches
+            (``patch_frames + patch_hop``).
 
         Returns
         -------
         Z : ndarray of shape (n_clips, n_windows, n_features_out)
-            The embedding of each window.
+            The clip's embedding without each window.
         starts : ndarray of shape (n_windows,)
             First frame of each window.
         width : int
@@ -446,17 +448,32 @@ class ClassifierEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         """
         check_is_fitted(self)
         name = type(self).__name__
+        window = self.patch_frames + self.patch_hop if window is None else window
         if not isinstance(window, Integral) or isinstance(window, bool) or window < self.patch_frames:
             raise ValueError(
-                f"{name}.window_transform: window must be an int of at least patch_frames={self.patch_frames} "
+                f"{name}.occlusion_transform: window must be an int of at least patch_frames={self.patch_frames} "
                 f"frames; got {window!r}."
             )
         Z = self._patch_embeddings(self._validate_input(X, reset=False))
-        per_window = min(Z.shape[1], (window - self.patch_frames) // self.patch_hop + 1)
-        groups = np.lib.stride_tricks.sliding_window_view(Z, per_window, axis=1)  # (n, n_windows, d, per_window)
-        windows = self._pool(np.swapaxes(groups, -1, -2))
-        starts = np.arange(windows.shape[1]) * self.patch_hop
-        return windows, starts, self.patch_frames + (per_window - 1) * self.patch_hop
+        n_patches = Z.shape[1]
+        per_window = (window - self.patch_frames) // self.patch_hop + 1
+        if per_window >= n_patches:
+            raise ValueError(
+                f"{name}: a window of {window} frames covers all {n_patches} patches of the clips "
+                f"({X.shape[2]} frames); leaving it out leaves nothing. Use a smaller window or longer clips."
+            )
+        zeros = np.zeros((len(Z), 1, Z.shape[2]))
+        cum, cum_sq = np.concatenate([zeros, np.cumsum(Z, 1)], 1), np.concatenate([zeros, np.cumsum(Z**2, 1)], 1)
+        starts = np.arange(n_patches - per_window + 1)
+        rest = n_patches - per_window
+        mean = (cum[:, -1:] - cum[:, starts + per_window] + cum[:, starts]) / rest
+        mean_sq = (cum_sq[:, -1:] - cum_sq[:, starts + per_window] + cum_sq[:, starts]) / rest
+        parts = [mean] + ([np.sqrt(np.maximum(mean_sq - mean**2, 0.0))] if self.pooling == "mean_std" else [])
+        if self.normalize:
+            parts = [_unit(part) for part in parts]
+        out = np.concatenate(parts, -1)
+        return (_unit(out) if self.normalize else out), starts * self.patch_hop, (
+            self.patch_frames + (per_window - 1) * self.patch_hop)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

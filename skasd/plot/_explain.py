@@ -157,7 +157,7 @@ class ExplanationDisplay:
         """
         batch = X[None] if isinstance(X, np.ndarray) else [X]
         table, fs, profiles = _explanation(
-            estimator, batch, None if section is None else [section], 3, 3, 32, features
+            estimator, batch, None if section is None else [section], 3, 3, None, features
         )
         t = fs._transformer
         disp = cls(

@@ -321,7 +321,7 @@ def _explanations(estimator, clips, idx, waves, plots):
     if getattr(detector, "sections_", None) is not None and "section_or_id" in clips:
         section = [str(clips["section_or_id"][i]) for i in idx]
     try:
-        table, fs, profiles = _explanation(estimator, [waves[i] for i in idx], section, 3, 3, 32, None)
+        table, fs, profiles = _explanation(estimator, [waves[i] for i in idx], section, 3, 3, None, None)
     except ValueError as exc:
         return {}, f"The flagged clips are not explained: {str(exc).splitlines()[0]}"
     out = {}

@@ -115,3 +115,13 @@ def test_segments_grow_around_peaks():
     assert [(int(lo), int(hi)) for lo, hi, _ in segments] == [(40, 49), (80, 82)]
     assert segments[0][2] == 10
     assert _segments(np.full(10, np.nan), 2) == [(0, 9, pytest.approx(np.nan, nan_ok=True))]
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    from skasd.inspection import _explain, _frames
+
+    for module in (_frames, _explain):
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert result.attempted > 0 and result.failed == 0, module.__name__

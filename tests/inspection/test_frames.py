@@ -123,17 +123,23 @@ def test_pipeline_frame_scores_have_times_and_bands():
         frame_scores(pipe[-1], fs.features)
 
 
-def test_embedding_windows_pool_like_transform():
+def test_embedding_occlusion_scores_what_each_window_adds():
     X = _logmel(n=8, n_frames=48)
     ids = np.repeat(["a", "b"], 4)
     X[4:] += np.linspace(-3, 3, 16)[:, None]
     emb = ClassifierEmbedding(embed_dim=8, channels=(4, 8), patch_frames=16, patch_hop=4, max_epochs=1,
                               random_state=0).fit(X, ids)
-    whole, starts, width = emb.window_transform(X, window=48)  # one window = the whole clip
-    assert whole.shape[1] == 1 and width == 48 and (starts == [0]).all()
-    np.testing.assert_allclose(whole[:, 0], emb.transform(X), atol=1e-6)
-    Z, starts, width = emb.window_transform(X, window=32)
-    assert Z.shape == (8, 5, 16) and width == 32 and (starts == np.arange(5) * 4).all()
-    pipe = make_pipeline(emb, KNNDetector().fit(emb.transform(X)))  # fitted steps
+    Z, starts, width = emb.occlusion_transform(X, window=20)  # two patches of the 9 left out at a time
+    assert Z.shape == (8, 8, 16) and width == 20 and (starts == np.arange(8) * 4).all()
+    patches = emb._patch_embeddings(X)
+    for k in (0, 5):  # the clip without patches k, k+1, pooled as transform pools
+        np.testing.assert_allclose(Z[:, k], emb._pool(np.delete(patches, [k, k + 1], axis=1)), atol=1e-9)
+    with pytest.raises(ValueError, match="covers all 9 patches"):
+        emb.occlusion_transform(X, window=48)
+    knn = KNNDetector().fit(emb.transform(X))
+    pipe = make_pipeline(emb, knn)
     fs = frame_scores(pipe, X[:2], features=LogMelTransformer(n_mels=16))
     assert fs.scores.shape == (2, 48) and np.isfinite(fs.scores).all()
+    without = knn.anomaly_score(Z[:2].reshape(-1, 16)).reshape(2, 8)
+    added = knn.anomaly_score(emb.transform(X[:2]))[:, None] - without
+    np.testing.assert_allclose(fs.scores[:, :4], np.repeat(added[:, :1], 4, axis=1))  # frames 0-3: the first window only

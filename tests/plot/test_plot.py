@@ -27,7 +27,7 @@ from skasd.plot import (  # noqa: E402
     SpectrogramDisplay,
     plot_clips,
 )
-from skasd.plot import _history, _roc, _scores, _spectrogram  # noqa: E402
+from skasd.plot import _explain, _history, _roc, _scores, _spectrogram  # noqa: E402
 
 SR, HOP = 16000, 512
 
@@ -128,7 +128,7 @@ def test_missing_matplotlib_names_the_extra():
     assert "pip install skasd[plot]" in out.stdout
 
 
-@pytest.mark.parametrize("module", [_spectrogram, _roc, _scores, _history])
+@pytest.mark.parametrize("module", [_spectrogram, _roc, _scores, _history, _explain])
 def test_docstring_examples_run(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0
