@@ -186,12 +186,12 @@ def _tail_frames(tail, Xlm, section, per_band, window):
                 f"per_band: {type(middle[0]).__name__} + {name} scores windows, not bands; autoencoders have band maps."
             )
         emb = middle[0]
-        Z, starts, width = emb.occlusion_transform(Xlm, window)
+        Z, clip, starts, width = emb.occlusion_transform(Xlm, window)
         n_clips, n_windows = Z.shape[:2]
         kw = _section_kw(det, section)
         without = -det.score_samples(Z.reshape(n_clips * n_windows, -1),
                                      **{k: np.repeat(np.asarray(v), n_windows) for k, v in kw.items()})
-        with_all = -det.score_samples(emb.transform(Xlm), **kw)
+        with_all = -det.score_samples(clip, **kw)
         # what each window adds to the clip's anomaly score
         scores = with_all[:, None] - without.reshape(n_clips, n_windows)
         return windows_to_frames(scores, starts, width, Xlm.shape[2]), None

@@ -441,6 +441,9 @@ class ClassifierEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         -------
         Z : ndarray of shape (n_clips, n_windows, n_features_out)
             The clip's embedding without each window.
+        Z_clip : ndarray of shape (n_clips, n_features_out)
+            The clip's embedding with all its patches (``transform(X)``, from the same
+            patch embeddings).
         starts : ndarray of shape (n_windows,)
             First frame of each window.
         width : int
@@ -472,7 +475,7 @@ class ClassifierEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         if self.normalize:
             parts = [_unit(part) for part in parts]
         out = np.concatenate(parts, -1)
-        return (_unit(out) if self.normalize else out), starts * self.patch_hop, (
+        return (_unit(out) if self.normalize else out), self._pool(Z), starts * self.patch_hop, (
             self.patch_frames + (per_window - 1) * self.patch_hop)
 
     def __sklearn_tags__(self):

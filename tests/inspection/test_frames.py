@@ -129,7 +129,8 @@ def test_embedding_occlusion_scores_what_each_window_adds():
     X[4:] += np.linspace(-3, 3, 16)[:, None]
     emb = ClassifierEmbedding(embed_dim=8, channels=(4, 8), patch_frames=16, patch_hop=4, max_epochs=1,
                               random_state=0).fit(X, ids)
-    Z, starts, width = emb.occlusion_transform(X, window=20)  # two patches of the 9 left out at a time
+    Z, clip, starts, width = emb.occlusion_transform(X, window=20)  # two patches of the 9 left out at a time
+    np.testing.assert_allclose(clip, emb.transform(X))
     assert Z.shape == (8, 8, 16) and width == 20 and (starts == np.arange(8) * 4).all()
     patches = emb._patch_embeddings(X)
     for k in (0, 5):  # the clip without patches k, k+1, pooled as transform pools
