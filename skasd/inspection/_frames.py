@@ -11,6 +11,11 @@ from ..models._frames import DEFAULT_WINDOW, windows_to_frames
 
 __all__ = ["frame_scores"]
 
+_ALTERNATIVES = (
+    "Frame scores exist for autoencoders on log-mel (DenseAE, VAE, CNNAE), inlier models on log-mel "
+    "(make_pipeline(LogMelTransformer(), KNNDetector())) and ClassifierEmbedding + an inlier model."
+)
+
 
 def frame_scores(estimator, X, *, section=None, per_band=False, window=None, features=None):
     """Anomaly score of each time frame of each clip, with the frame times in seconds.
@@ -120,10 +125,12 @@ def _split(estimator, X, features):
         if not where and features is not None:  # a pipeline on log-mel clips made by `features`
             return _split_logmel(estimator, X, features, steps)
         if not where:
+            names = [type(s).__name__ for s in steps]
             raise ValueError(
-                "frame scores need a time axis: the pipeline has no LogMelTransformer or MFCCTransformer step "
-                f"(steps: {[type(s).__name__ for s in steps]}); for a pipeline on log-mel clips pass "
-                "features=<the LogMelTransformer that made them>."
+                f"frame scores need a time axis: the pipeline {names} has no LogMelTransformer or "
+                f"MFCCTransformer step, so {names[-1]} sees one vector per clip (clip statistics) and has no "
+                f"frame scores. {_ALTERNATIVES} For a pipeline on log-mel clips, pass features=<the "
+                "LogMelTransformer that made them>."
             )
         i = where[-1]
         Xt = X
@@ -197,9 +204,8 @@ def _tail_frames(tail, Xlm, section, per_band, window):
         return windows_to_frames(scores, starts, width, Xlm.shape[2]), None
     flat = [type(s).__name__ for s in middle]
     raise ValueError(
-        f"frame scores need a time axis up to the detector, but {flat} pool(s) each clip into one vector first. "
-        "Frame scores exist for autoencoders on log-mel (DenseAE, VAE, CNNAE), inlier models on log-mel "
-        "(make_pipeline(LogMelTransformer(), KNNDetector())) and ClassifierEmbedding + an inlier model."
+        f"frame scores need a time axis up to the detector, but {flat} pool(s) each clip into one vector "
+        f"first. {_ALTERNATIVES}"
     )
 
 

@@ -14,6 +14,7 @@ from sklearn.pipeline import Pipeline
 from .. import __version__
 from ..features._audio import load_audio
 from ..features._spectral import LogMelTransformer
+from ..inspection._explain import _explanation
 from ..metrics import dcase_report
 from ..utils._atomic import atomic_path, write_text_atomic
 from ..utils._validation import check_anomaly_labels, check_scores
@@ -312,8 +313,6 @@ def _clip_cards(path, clips, names, score, y, flagged, groups, sections, estimat
 def _explanations(estimator, clips, idx, waves, plots):
     """``{clip: {"summary", "image"}}`` for the flagged clips ``idx`` and a note when they cannot
     be explained (a model without a time axis, or fitted by skasd 0.1)."""
-    from ..inspection._explain import _explanation
-
     if not idx:
         return {}, None
     detector = _final(estimator)
