@@ -32,7 +32,8 @@ def explain(estimator, X, *, section=None, n_segments=3, n_bands=3, window=None,
     """Where and why each clip is anomalous: its top segments in time, the mel bands that
     deviate most from the normal training clips there, and a one-sentence summary.
 
-    For each clip, the frame scores (:func:`frame_scores`) give the segments: the run of
+    For each clip, the frame scores (:func:`frame_scores`, for autoencoders relative to each
+    band's normal error: ``relative=True``) give the segments: the run of
     frames around the highest (smoothed) frame score that stays above half its height over
     the clip's median frame score, then further runs whose peak reaches that level, up to
     ``n_segments``. In each segment, every mel band's mean level is compared with its level
@@ -95,7 +96,7 @@ def _explanation(estimator, X, section, n_segments, n_bands, window, features):
     for name, value in (("n_segments", n_segments), ("n_bands", n_bands)):
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
             raise ValueError(f"explain: {name} must be a positive int; got {value!r}.")
-    fs = frame_scores(estimator, X, section=section, window=window, features=features)
+    fs = frame_scores(estimator, X, section=section, relative=True, window=window, features=features)
     if fs.band_edges is None:
         raise ValueError(
             f"explain names mel bands in Hz, which needs a LogMelTransformer; got {type(fs._transformer).__name__}."

@@ -17,7 +17,7 @@ _ALTERNATIVES = (
 )
 
 
-def frame_scores(estimator, X, *, section=None, per_band=False, window=None, features=None):
+def frame_scores(estimator, X, *, section=None, per_band=False, relative=False, window=None, features=None):
     """Anomaly score of each time frame of each clip, with the frame times in seconds.
 
     Works on a fitted pipeline from the clips (paths or waveforms) to a detector, the way
@@ -53,6 +53,12 @@ def frame_scores(estimator, X, *, section=None, per_band=False, window=None, fea
         Section of each clip, for a detector fitted per section.
     per_band : bool, default=False
         Also return the ``(band, frame)`` map (autoencoders only).
+    relative : bool, default=False
+        Autoencoders: each band's error divided by its mean on the normal training clips
+        (``band_error_``) before the mean over bands, so that a change in a quiet band counts
+        as much as one in a band the model always reconstructs poorly (what
+        :func:`explain` uses; the scores then no longer pool to the clip score). Ignored
+        by the other detectors.
     window : int, default=None
         Frames per window: of the inlier models' band statistics (None: 32, about 1 s at
         16 kHz, hop 512) and of the embedding's occluded patches (None: two patches).
@@ -88,12 +94,12 @@ def frame_scores(estimator, X, *, section=None, per_band=False, window=None, fea
         # ScoreFusion of pipelines from the clips: each member's own frame scores, fused
         if per_band:
             raise ValueError("per_band: band maps come from autoencoders; ScoreFusion fuses frame scores only.")
-        parts = [frame_scores(m, X, section=section, window=window) for m in estimator.detectors_]
+        parts = [frame_scores(m, X, section=section, relative=relative, window=window) for m in estimator.detectors_]
         out = parts[0]
         out.scores = estimator.fuse_frame_scores([p.scores for p in parts])
         return out
     transformer, Xlm, tail = _split(estimator, X, features)
-    scores, band_scores = _tail_frames(tail, Xlm, section, per_band, window)
+    scores, band_scores = _tail_frames(tail, Xlm, section, per_band, window, relative)
     return Bunch(
         scores=scores, band_scores=band_scores, features=Xlm, hop=transformer.hop_length / transformer.sr,
         times=frame_times(transformer, Xlm.shape[2]), band_edges=band_edges(transformer),
@@ -158,7 +164,7 @@ def _split_logmel(estimator, X, features, tail):
     return transformer, Xlm, tail
 
 
-def _tail_frames(tail, Xlm, section, per_band, window):
+def _tail_frames(tail, Xlm, section, per_band, window, relative=False):
     """Frame scores of the steps after the spectral transformer: ``(scores, band_scores)``."""
     if not tail:
         raise ValueError("frame scores need a detector after the feature step; the pipeline ends with features.")
@@ -170,7 +176,7 @@ def _tail_frames(tail, Xlm, section, per_band, window):
         if hasattr(det, "detectors_") and hasattr(det, "fuse_frame_scores"):  # ScoreFusion
             if per_band:
                 raise ValueError("per_band: band maps come from autoencoders; ScoreFusion fuses frame scores only.")
-            members = [_member_frames(m, Xlm, section, window) for m in det.detectors_]
+            members = [_member_frames(m, Xlm, section, window, relative) for m in det.detectors_]
             return det.fuse_frame_scores(members), None
         if not hasattr(det, "frame_scores"):
             raise ValueError(f"{name} has no frame scores.")
@@ -178,6 +184,8 @@ def _tail_frames(tail, Xlm, section, per_band, window):
         kwargs = _section_kw(det, section)
         if hasattr(inner, "models_"):  # an inlier model: windows of band statistics
             kwargs["window"] = DEFAULT_WINDOW if window is None else window
+        if relative and vars(inner).get("band_error_") is not None:  # an autoencoder (not from skasd 0.1)
+            kwargs["relative"] = True
         if per_band:
             if not hasattr(inner, "net_"):
                 raise ValueError(
@@ -209,7 +217,7 @@ def _tail_frames(tail, Xlm, section, per_band, window):
     )
 
 
-def _member_frames(member, Xlm, section, window):
+def _member_frames(member, Xlm, section, window, relative):
     """A ScoreFusion member's frame scores on the fusion's log-mel input."""
     if isinstance(member, Pipeline):
         raise ValueError(
@@ -217,7 +225,7 @@ def _member_frames(member, Xlm, section, window):
             "the clips (ScoreFusion([(name, make_pipeline(LogMelTransformer(), ...)), ...])) or detectors on "
             "log-mel (make_pipeline(LogMelTransformer(), ScoreFusion([...])))."
         )
-    return _tail_frames([member], Xlm, section, False, window)[0]
+    return _tail_frames([member], Xlm, section, False, window, relative)[0]
 
 
 def _section_kw(det, section):

@@ -71,6 +71,9 @@ band_profile_ : ndarray of shape (2, n_mels) or None
     Mean and standard deviation over the training clips' frames of each mel band (dB for
     log-mel input): the normal level that :func:`skasd.inspection.explain` compares a
     clip's bands with. None for 2-D input.
+band_error_ : ndarray of shape (n_mels,) or None
+    Mean squared reconstruction error of each mel band over the training clips' frames:
+    ``frame_scores(X, relative=True)`` divides each band's error by it. None for 2-D input.
 n_features_in_ : int
     Number of mel bands (3-D input) or of features (2-D input) seen in fit."""
 
@@ -107,7 +110,7 @@ class BaseAEDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseTorc
         "l2": [Interval(Real, 0, None, closed="left")],
         **BaseDetector._parameter_constraints,
     }
-    _fitted_attributes = (*BaseTorchEstimator._fitted_attributes, "offset_", "band_profile_")
+    _fitted_attributes = (*BaseTorchEstimator._fitted_attributes, "offset_", "band_profile_", "band_error_")
 
     @abstractmethod
     def _module(self, width, n_mels):
@@ -206,7 +209,19 @@ class BaseAEDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseTorc
         self._n_features_out = net.module_.embed_dim
         self.band_profile_ = band_profile(X, self.stream_buffer) if self._input_ndim == 3 else None
         self._set_offset(-self._per_clip(X, width, hop, "window_errors"))
+        self.band_error_ = self._band_errors(X) if self._input_ndim == 3 else None
         return self
+
+    def _band_errors(self, X):
+        """Mean squared reconstruction error of each band over all frames of the clips ``X``,
+        ``stream_buffer`` clips at a time."""
+        total, n = 0.0, 0
+        for start in range(0, len(X), self.stream_buffer):
+            rows = np.arange(start, min(start + self.stream_buffer, len(X)))
+            part = X.subset(rows) if isinstance(X, FeatureStore) else X[rows]
+            maps = self._frame_maps(part)
+            total, n = total + maps.sum(axis=(0, 2)), n + maps.shape[0] * maps.shape[2]
+        return np.maximum(total / n, np.finfo(np.float64).tiny)
 
     def _net_args(self):
         width = 1 if self._input_ndim == 2 else self._window()[0]
@@ -261,7 +276,7 @@ class BaseAEDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseTorc
         check_is_fitted(self)
         return -self._per_clip(*self._validate_input(X, reset=False), "window_errors")
 
-    def frame_scores(self, X, per_band=False):
+    def frame_scores(self, X, per_band=False, relative=False):
         """Reconstruction error of each frame, and with ``per_band`` of each (band, frame).
 
         Each window (patch) the model reconstructs covers ``width`` frames; a frame's error
@@ -280,6 +295,11 @@ class BaseAEDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseTorc
             Log-mel clips, as in ``fit``.
         per_band : bool, default=False
             Return the ``(band, frame)`` map instead of its mean over the bands.
+        relative : bool, default=False
+            Divide each band's error by its mean on the training clips (``band_error_``)
+            first, so that a change in a band the model reconstructs well counts as much as
+            one in a band it always reconstructs poorly. The scores then no longer pool to
+            the clip score; :func:`skasd.inspection.explain` finds its segments on these.
 
         Returns
         -------
@@ -295,6 +315,15 @@ class BaseAEDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseTorc
                 f"{name} was fitted on 2-D input (n_samples, n_features), which has no time axis; frame "
                 "scores need a model fitted on 3-D log-mel clips (n_clips, n_mels, n_frames)."
             )
+        if relative and vars(self).get("band_error_") is None:
+            raise ValueError(f"{name}: relative=True needs band_error_, which models saved by skasd 0.1 lack; refit.")
+        maps = self._frame_maps(X)
+        if relative:
+            maps = maps / self.band_error_[:, None]
+        return maps if per_band else maps.mean(axis=1)
+
+    def _frame_maps(self, X):
+        """``frame_scores(X, per_band=True)`` without the checks of the fitted input."""
         X, width, hop = self._validate_input(X, reset=False)
         module, n_mels, n_frames = self.net_.module_, X.shape[1], X.shape[2]
         starts = window_starts(n_frames, width, hop, cover_end=True)  # the last one may be extra
@@ -315,8 +344,7 @@ class BaseAEDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseTorc
         summed = self._map_clips(X, len(starts), per_clip)
         count = np.bincount(scored.numpy(), minlength=n_frames)[:, None]  # scored windows covering each frame
         with np.errstate(invalid="ignore", divide="ignore"):
-            maps = np.where(count > 0, summed[:, 0] / count, summed[:, 1]).transpose(0, 2, 1)
-        return maps if per_band else maps.mean(axis=1)
+            return np.where(count > 0, summed[:, 0] / count, summed[:, 1]).transpose(0, 2, 1)
 
     def transform(self, X):
         """Latent embedding of each clip: the mean of its windows' latent vectors.

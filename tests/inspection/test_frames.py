@@ -44,6 +44,11 @@ def test_autoencoder_frame_scores_pool_to_the_clip_score(model):
         np.testing.assert_allclose(maps[:, :, cover == 0], tail[:, :, 16 - (cover == 0).sum():], rtol=1e-5)
     np.testing.assert_allclose(pooled, model.anomaly_score(X), rtol=1e-5)
     assert model.band_profile_.shape == (2, 16)
+    np.testing.assert_allclose(model.band_error_, maps.mean(axis=(0, 2)), rtol=1e-6)  # fitted on X
+    relative = model.frame_scores(X, relative=True)
+    np.testing.assert_allclose(relative, (maps / model.band_error_[:, None]).mean(axis=1))
+    np.testing.assert_allclose(frame_scores(model, X, relative=True, features=LogMelTransformer(n_mels=16)).scores,
+                               relative)
 
 
 @pytest.mark.parametrize("model", [KNNDetector(), MahalanobisDetector(), GMMDetector(random_state=0)])
