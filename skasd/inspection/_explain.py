@@ -70,7 +70,8 @@ def explain(estimator, X, *, section=None, n_segments=3, n_bands=3, window=None,
         One row per segment (at least one per clip), columns: ``clip`` (path, or row
         number), ``anomaly_score`` (the clip's), ``threshold`` and ``anomalous`` (the
         clip's score above its threshold), ``segment`` (1 = top), ``start_s``, ``end_s``,
-        ``segment_score`` (highest frame score in it), ``band_low_hz``, ``band_high_hz``,
+        ``segment_score`` (highest frame score in it; for autoencoders on the relative
+        scale of ``frame_scores(relative=True)``), ``band_low_hz``, ``band_high_hz``,
         ``band_db`` (the top band's level minus normal, dB), ``bands`` (the top
         ``n_bands`` band groups, text) and ``summary`` (one sentence).
 
@@ -101,8 +102,8 @@ def _explanation(estimator, X, section, n_segments, n_bands, window, features):
         raise ValueError(
             f"explain names mel bands in Hz, which needs a LogMelTransformer; got {type(fs._transformer).__name__}."
         )
-    profiles = _profiles(fs._tail, fs.features, section)
-    clip_scores, thresholds = _clip_scores(fs._tail, fs.features, section)
+    profiles = _profiles(fs._profile_tail, fs.features, section)
+    clip_scores, thresholds = _clip_scores(fs._tail, fs._clip_input, section)
     names = _clip_names(X, len(clip_scores))
     # frames whose STFT window reaches past the clip (centred frames at the ends) hold padding:
     # no segment is sought there

@@ -58,7 +58,7 @@ def frame_scores(estimator, X, *, section=None, per_band=False, relative=False, 
         (``band_error_``) before the mean over bands, so that a change in a quiet band counts
         as much as one in a band the model always reconstructs poorly (what
         :func:`explain` uses; the scores then no longer pool to the clip score). Ignored
-        by the other detectors.
+        by the other detectors and inside a ScoreFusion (which standardises raw scores).
     window : int, default=None
         Frames per window: of the inlier models' band statistics (None: 32, about 1 s at
         16 kHz, hop 512) and of the embedding's occluded patches (None: two patches).
@@ -76,7 +76,7 @@ def frame_scores(estimator, X, *, section=None, per_band=False, relative=False, 
         frame's centre in seconds; ``hop`` seconds between frames; ``band_edges``
         (n_mels, 2): each mel band's range in Hz (None for MFCC); ``band_scores``
         (n_clips, n_mels, n_frames) with ``per_band``, else None; ``features``: the log-mel
-        clips the detector saw (n_clips, n_mels, n_frames).
+        clips the detector saw (n_clips, n_mels, n_frames), or the MFCCs of an MFCC pipeline.
 
     Examples
     --------
@@ -94,16 +94,19 @@ def frame_scores(estimator, X, *, section=None, per_band=False, relative=False, 
         # ScoreFusion of pipelines from the clips: each member's own frame scores, fused
         if per_band:
             raise ValueError("per_band: band maps come from autoencoders; ScoreFusion fuses frame scores only.")
-        parts = [frame_scores(m, X, section=section, relative=relative, window=window) for m in estimator.detectors_]
+        # raw scores: the fusion standardises each member as its clip scores
+        parts = [frame_scores(m, X, section=section, window=window) for m in estimator.detectors_]
         out = parts[0]
         out.scores = estimator.fuse_frame_scores([p.scores for p in parts])
+        # the verdict is the fusion's (on the clips); the band profile its first member's
+        out._profile_tail, out._tail, out._clip_input = out._tail, [estimator], X
         return out
     transformer, Xlm, tail = _split(estimator, X, features)
     scores, band_scores = _tail_frames(tail, Xlm, section, per_band, window, relative)
     return Bunch(
         scores=scores, band_scores=band_scores, features=Xlm, hop=transformer.hop_length / transformer.sr,
         times=frame_times(transformer, Xlm.shape[2]), band_edges=band_edges(transformer),
-        _tail=tail, _transformer=transformer,
+        _tail=tail, _profile_tail=tail, _clip_input=Xlm, _transformer=transformer,
     )
 
 
@@ -176,7 +179,8 @@ def _tail_frames(tail, Xlm, section, per_band, window, relative=False):
         if hasattr(det, "detectors_") and hasattr(det, "fuse_frame_scores"):  # ScoreFusion
             if per_band:
                 raise ValueError("per_band: band maps come from autoencoders; ScoreFusion fuses frame scores only.")
-            members = [_member_frames(m, Xlm, section, window, relative) for m in det.detectors_]
+            # raw scores: the fusion standardises each member as its clip scores
+            members = [_member_frames(m, Xlm, section, window) for m in det.detectors_]
             return det.fuse_frame_scores(members), None
         if not hasattr(det, "frame_scores"):
             raise ValueError(f"{name} has no frame scores.")
@@ -217,7 +221,7 @@ def _tail_frames(tail, Xlm, section, per_band, window, relative=False):
     )
 
 
-def _member_frames(member, Xlm, section, window, relative):
+def _member_frames(member, Xlm, section, window):
     """A ScoreFusion member's frame scores on the fusion's log-mel input."""
     if isinstance(member, Pipeline):
         raise ValueError(
@@ -225,7 +229,7 @@ def _member_frames(member, Xlm, section, window, relative):
             "the clips (ScoreFusion([(name, make_pipeline(LogMelTransformer(), ...)), ...])) or detectors on "
             "log-mel (make_pipeline(LogMelTransformer(), ScoreFusion([...])))."
         )
-    return _tail_frames([member], Xlm, section, False, window, relative)[0]
+    return _tail_frames([member], Xlm, section, False, window)[0]
 
 
 def _section_kw(det, section):

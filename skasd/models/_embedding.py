@@ -396,8 +396,12 @@ class ClassifierEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
             standard deviation); unit L2 norm with ``normalize=True``.
         """
         check_is_fitted(self)
-        Z = self._patch_embeddings(self._validate_input(X, reset=False))
-        return self._pool(Z)
+        X = self._validate_input(X, reset=False)
+        parts = []  # stream_buffer clips at a time: their patch embeddings are pooled before the next
+        for start in range(0, len(X), self.stream_buffer):
+            rows = np.arange(start, min(start + self.stream_buffer, len(X)))
+            parts.append(self._pool(self._patch_embeddings(X.subset(rows) if isinstance(X, FeatureStore) else X[rows])))
+        return np.concatenate(parts)
 
     def _patch_embeddings(self, X):
         """Embedding of each patch of each (validated) clip: ``(n_clips, n_patches, embed_dim)``."""

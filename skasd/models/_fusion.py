@@ -314,12 +314,16 @@ class ScoreFusion(BaseDetector, _BaseComposition):
         Returns
         -------
         scores : ndarray of shape (n_clips, n_frames)
+            NaN where any sub-detector's frame score is NaN.
         """
         shapes = {np.shape(f) for f in frame_scores}
         if len(shapes) != 1:
             raise ValueError(f"ScoreFusion: the sub-detectors' frame scores differ in shape: {sorted(shapes)}.")
-        return sum(w * self._standardise(i, np.asarray(f, dtype=np.float64))
-                   for i, (w, f) in enumerate(zip(self.weights_, frame_scores)))
+        frame_scores = [np.asarray(f, dtype=np.float64) for f in frame_scores]
+        fused = sum(w * self._standardise(i, f) for i, (w, f) in enumerate(zip(self.weights_, frame_scores)))
+        # a frame that a sub-detector does not score stays unscored (rank would make NaN its maximum)
+        fused[np.any([np.isnan(f) for f in frame_scores], axis=0)] = np.nan
+        return fused
 
     def get_metadata_routing(self):
         """Routing of ``fit`` metadata to each sub-detector's ``fit``.

@@ -108,6 +108,16 @@ def test_fusion_standardises_frame_scores_like_clip_scores():
                                 ("maha", make_pipeline(lm, MahalanobisDetector()))]).fit(waves)
     parts = [frame_scores(p, waves[:2]).scores for p in of_pipelines.detectors_]
     np.testing.assert_allclose(frame_scores(of_pipelines, waves[:2]).scores, of_pipelines.fuse_frame_scores(parts))
+    from skasd.inspection import explain
+
+    table = explain(of_pipelines, waves[:2], n_segments=1, window=16)  # the fusion's verdict, not a member's
+    np.testing.assert_allclose(table["anomaly_score"], -of_pipelines.score_samples(waves[:2]))
+    assert (table["threshold"] == -of_pipelines.offset_).all()
+    gap = parts[0].copy()
+    gap[:, -2:] = np.nan  # frames one sub-detector does not score stay unscored
+    rank = ScoreFusion([("gmm", GMMDetector(random_state=0)), ("maha", MahalanobisDetector())], method="rank").fit(X)
+    fused = rank.fuse_frame_scores([gap, parts[1]])
+    assert np.isnan(fused[:, -2:]).all() and np.isfinite(fused[:, :-2]).all()
 
 
 def test_pipeline_frame_scores_have_times_and_bands():
