@@ -26,7 +26,7 @@ from ..utils._docstring import Substitution
 from ..utils._sklearn_compat import Interval, validate_data
 from ..utils._validation import normal_mask
 from ._base import CONTAMINATION_DOC, BaseDetector
-from ._frames import band_profile, window_starts
+from ._frames import band_profile, clip_chunks, window_starts
 from ._torch._ae_modules import AEModule
 from ._torch._callbacks import _InitModuleFromData
 from ._torch._datasets import _ClipStream, _n_windows, _WindowDataset
@@ -216,9 +216,7 @@ class BaseAEDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseTorc
         """Mean squared reconstruction error of each band over all frames of the clips ``X``,
         ``stream_buffer`` clips at a time."""
         total, n = 0.0, 0
-        for start in range(0, len(X), self.stream_buffer):
-            rows = np.arange(start, min(start + self.stream_buffer, len(X)))
-            part = X.subset(rows) if isinstance(X, FeatureStore) else X[rows]
+        for part in clip_chunks(X, self.stream_buffer):
             maps = self._frame_maps(part)
             total, n = total + maps.sum(axis=(0, 2)), n + maps.shape[0] * maps.shape[2]
         return np.maximum(total / n, np.finfo(np.float64).tiny)

@@ -23,7 +23,7 @@ from ..features._stream import FeatureStore
 from ..utils._docstring import Substitution
 from ..utils._sklearn_compat import Interval, StrOptions, validate_data
 from ..utils._validation import normal_mask
-from ._frames import band_profile
+from ._frames import band_profile, clip_chunks
 from ._torch._datasets import _CropDataset, _CropStream
 from ._torch._embedding_modules import _HEADS, _ClassifierModule
 from ._torch._estimator import BaseTorchEstimator, parameter_docs
@@ -397,11 +397,8 @@ class ClassifierEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         """
         check_is_fitted(self)
         X = self._validate_input(X, reset=False)
-        parts = []  # stream_buffer clips at a time: their patch embeddings are pooled before the next
-        for start in range(0, len(X), self.stream_buffer):
-            rows = np.arange(start, min(start + self.stream_buffer, len(X)))
-            parts.append(self._pool(self._patch_embeddings(X.subset(rows) if isinstance(X, FeatureStore) else X[rows])))
-        return np.concatenate(parts)
+        # stream_buffer clips at a time: their patch embeddings are pooled before the next
+        return np.concatenate([self._pool(self._patch_embeddings(part)) for part in clip_chunks(X, self.stream_buffer)])
 
     def _patch_embeddings(self, X):
         """Embedding of each patch of each (validated) clip: ``(n_clips, n_patches, embed_dim)``."""

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..features._stream import FeatureStore
 
-__all__ = ["band_profile", "windows_to_frames", "window_starts", "check_frames"]
+__all__ = ["band_profile", "clip_chunks", "windows_to_frames", "window_starts", "check_frames"]
 
 # Window of the inlier detectors' local statistics, in frames (about 1 s at 16 kHz, hop 512).
 DEFAULT_WINDOW = 32
@@ -50,15 +50,21 @@ def check_frames(name, n_frames, width, what):
         )
 
 
+def clip_chunks(X, size):
+    """The clips of ``X`` (an array or a FeatureStore, read only when used) ``size`` at a time."""
+    for start in range(0, len(X), size):
+        rows = np.arange(start, min(start + size, len(X)))
+        yield X.subset(rows) if isinstance(X, FeatureStore) else X[rows]
+
+
 def band_profile(X, chunk=64):
     """Level of each band in the normal clips ``X`` ``(n_clips, n_bands, n_frames)`` (an array or
     a FeatureStore): ``(2, n_bands)`` float64, the mean over all frames and the standard
     deviation over all frames (in the units of ``X``: dB for log-mel)."""
     total = squares = 0.0
     n = 0
-    for start in range(0, len(X), chunk):
-        part = np.asarray(X[start : start + chunk] if isinstance(X, FeatureStore) else X[start : start + chunk],
-                          dtype=np.float64)
+    for part in clip_chunks(X, chunk):
+        part = np.asarray(part, dtype=np.float64)
         total = total + part.sum(axis=(0, 2))
         squares = squares + np.square(part).sum(axis=(0, 2))
         n += part.shape[0] * part.shape[2]

@@ -156,15 +156,17 @@ class ExplanationDisplay:
         display : ExplanationDisplay
         """
         batch = X[None] if isinstance(X, np.ndarray) else [X]
-        table, fs, profiles = _explanation(
-            estimator, batch, None if section is None else [section], 3, 3, None, features
+        explanation = _explanation(estimator, batch, None if section is None else [section], 3, 3, None, features)
+        return cls._of_clip(*explanation, 0).plot(ax=ax, **kwargs)
+
+    @classmethod
+    def _of_clip(cls, table, fs, profiles, k):
+        """The display of clip ``k`` of an explanation (``_explanation``'s table, frame scores
+        and band profiles)."""
+        rows, t = table[table["clip"] == table["clip"].unique()[k]], fs._transformer
+        return cls(
+            S=fs.features[k], deviation=fs.features[k] - profiles[k][0][:, None], times=fs.times,
+            scores=fs.scores[k], segments=list(zip(rows["start_s"], rows["end_s"])),
+            band=(rows["band_low_hz"].iloc[0], rows["band_high_hz"].iloc[0]), summary=rows["summary"].iloc[0],
+            spread=profiles[k][1], sr=t.sr, hop_length=t.hop_length, fmin=t.fmin, fmax=t.fmax,
         )
-        t = fs._transformer
-        disp = cls(
-            S=fs.features[0], deviation=fs.features[0] - profiles[0][0][:, None], times=fs.times,
-            scores=fs.scores[0], segments=list(zip(table["start_s"], table["end_s"])),
-            band=(table["band_low_hz"].iloc[0], table["band_high_hz"].iloc[0]), summary=table["summary"].iloc[0],
-            spread=profiles[0][1],
-            sr=t.sr, hop_length=t.hop_length, fmin=t.fmin, fmax=t.fmax,
-        )
-        return disp.plot(ax=ax, **kwargs)

@@ -330,14 +330,9 @@ def _explanations(estimator, clips, idx, waves, plots):
         if plots:
             from ..plot import ExplanationDisplay
 
-            t = fs._transformer
             fig, ax = _assets.new_figure((3.6, 1.9))
-            ExplanationDisplay(
-                S=fs.features[k], deviation=fs.features[k] - profiles[k][0][:, None], times=fs.times,
-                scores=fs.scores[k], segments=list(zip(rows["start_s"], rows["end_s"])),
-                band=(rows["band_low_hz"].iloc[0], rows["band_high_hz"].iloc[0]), summary="",
-                spread=profiles[k][1], sr=t.sr, hop_length=t.hop_length, fmin=t.fmin, fmax=t.fmax,
-            ).plot(ax=ax, name="")
+            ExplanationDisplay._of_clip(table, fs, profiles, k).plot(ax=ax)
+            ax.set_title("")  # the sentence is printed under the player
             ax.set_xlabel("Time (s)", fontsize=7)
             ax.set_ylabel("Hz", fontsize=7)
             ax.tick_params(labelsize=6)
