@@ -31,6 +31,7 @@ _LAZY = {
     "SectionwiseDetector": "skasd.models",
     "ClassifierEmbedding": "skasd.models",
     "ClipStatsTransformer": "skasd.features",
+    "SpectrumTransformer": "skasd.features",
     "FeatureStore": "skasd.features",
     "dask_transform": "skasd.features",
     "save": "skasd.io",

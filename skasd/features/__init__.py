@@ -4,6 +4,8 @@
 - :class:`LogMelTransformer`, :class:`MFCCTransformer` (``_spectral``): siblings on one base,
   with a librosa and a torch backend (``_torch_backend``, which imports torch when first used).
 - :class:`ClipStatsTransformer` (``_clip_stats``): one row of summary statistics per clip.
+- :class:`SpectrumTransformer` (``_spectrum``): one fine-resolution, level-normalised log power
+  spectrum per clip (the default recipe's feature for DCASE-style data).
 - The per-clip feature cache (``_cache``), :class:`FeatureStore` (``_stream``: features of more
   clips than fit in memory) and :func:`dask_transform` (``_dask``).
 
@@ -15,6 +17,7 @@ from ._audio import load_audio
 from ._clip_stats import ClipStatsTransformer
 from ._dask import dask_transform
 from ._spectral import LogMelTransformer, MFCCTransformer
+from ._spectrum import SpectrumTransformer
 from ._stream import FeatureStore
 
 __all__ = [
@@ -23,6 +26,7 @@ __all__ = [
     "FeatureStore",
     "LogMelTransformer",
     "MFCCTransformer",
+    "SpectrumTransformer",
     "dask_transform",
     "load_audio",
 ]
