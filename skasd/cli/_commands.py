@@ -20,10 +20,12 @@ from ..metrics import dcase_report, dcase_result_table
 from ..report import write_report
 from ..utils._atomic import write_text_atomic
 from ..workflow import (
+    DEFAULT_MODEL,
     FeaturesOnDemand,
     anomaly_thresholds,
     build_pipeline,
     clip_hashes,
+    default_model,
     describe_models,
     explain_files,
     fit_pipeline,
@@ -103,15 +105,18 @@ def cmd_train(args):
     normals = clips[clips["label"] != "anomaly"]
     if normals.empty:
         raise CLIError(f"no normal training clips under {args.data}")
-    pipe = build_pipeline(args.model, _parse_sets(args.set), verbose=not args.quiet)
+    model = args.model or default_model(normals)
+    pipe = build_pipeline(model, _parse_sets(args.set), verbose=not args.quiet)
     mtype = normals["machine_type"].iloc[0]
     fmt = model_format(args.out, args.format)
-    _log(args, f"training {args.model} on {len(normals)} normal {mtype} clips from {args.data}")
+    chosen = "" if args.model else (" (the default for clips with domains)" if model == DEFAULT_MODEL
+                                    else " (the default for clips without domains)")
+    _log(args, f"training {model}{chosen} on {len(normals)} normal {mtype} clips from {args.data}")
     t0 = time.perf_counter()
     pipe, used = fit_pipeline(pipe, normals)
     sections = sorted(normals["section_or_id"].astype(str).unique())
     metadata = {"training_files": list(normals["path"]), "training_clip_hashes": clip_hashes(normals["path"]),
-                "machine_type": mtype, "model": args.model, "sections": sections, "fit_metadata": used}
+                "machine_type": mtype, "model": model, "sections": sections, "fit_metadata": used}
     save_trained(pipe, args.out, fmt, metadata=metadata)
     _log(args, f"trained in {time.perf_counter() - t0:.1f} s ({', '.join(used) or 'no'} metadata used); "
                f"{fmt} model written to {args.out}")

@@ -12,7 +12,7 @@ import warnings
 
 from ..exceptions import UsageError
 from ..io import FORMATS
-from ..workflow import CHUNK_SIZE, DEFAULT_MODEL, MODELS
+from ..workflow import CHUNK_SIZE, DEFAULT_MODEL, MODELS, SINGLE_DOMAIN_MODEL
 from ._commands import cmd_demo, cmd_evaluate, cmd_explain, cmd_models, cmd_reproduce, cmd_score, cmd_train
 
 
@@ -55,8 +55,10 @@ def build_parser():
 
     p = sub.add_parser("train", parents=[common], help="train a detector on the normal training clips")
     data_args(p)
-    p.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME",
-                   help=f"detector, one of {', '.join(MODELS)} (default: {DEFAULT_MODEL}; 'skasd models' lists them)")
+    p.add_argument("--model", metavar="NAME",
+                   help=f"detector, one of {', '.join(MODELS)} (default: {DEFAULT_MODEL} where the clips carry "
+                        f"source/target domains, as DCASE 2021-2024 folders do, else {SINGLE_DOMAIN_MODEL}; "
+                        "'skasd models' lists them)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="parameter, repeatable: STEP__PARAM=VALUE for any pipeline step (features, embedding, "
                         "model), or PARAM=VALUE for the detector")

@@ -16,7 +16,17 @@ Problems of the request (a missing folder, an unknown model, files that do not d
 
 from ._explain import clip_sections, explain_files, format_explanation, write_frame_scores
 from ._experiment import REPORT_ROWS, report_models, reproduce_report, run_demo, write_dcase_layout, write_plots
-from ._pipeline import DEFAULT_MODEL, MODELS, build_pipeline, describe_models, fit_pipeline, load_model, save_model
+from ._pipeline import (
+    DEFAULT_MODEL,
+    MODELS,
+    SINGLE_DOMAIN_MODEL,
+    build_pipeline,
+    default_model,
+    describe_models,
+    fit_pipeline,
+    load_model,
+    save_model,
+)
 from ._scoring import (
     CHUNK_SIZE,
     FeaturesOnDemand,
@@ -34,11 +44,13 @@ __all__ = [
     "DEFAULT_MODEL",
     "MODELS",
     "REPORT_ROWS",
+    "SINGLE_DOMAIN_MODEL",
     "FeaturesOnDemand",
     "anomaly_thresholds",
     "build_pipeline",
     "clip_hashes",
     "clip_sections",
+    "default_model",
     "describe_models",
     "explain_files",
     "fit_pipeline",

@@ -11,9 +11,13 @@ from .. import models
 from ..exceptions import ModelFileError, UsageError
 from ..features._clip_stats import ClipStatsTransformer
 from ..features._spectral import LogMelTransformer, _SpectralTransformer
+from ..features._spectrum import SpectrumTransformer
 from ..io._formats import load_model_file, save_model_file
 
-__all__ = ["DEFAULT_MODEL", "MODELS", "build_pipeline", "describe_models", "fit_pipeline", "load_model", "save_model"]
+__all__ = [
+    "DEFAULT_MODEL", "SINGLE_DOMAIN_MODEL", "MODELS", "build_pipeline", "default_model", "describe_models",
+    "fit_pipeline", "load_model", "save_model",
+]
 
 
 class _Spec:
@@ -23,12 +27,15 @@ class _Spec:
         self.summary, self.main, self.steps = summary, main, steps
 
 
-def _inlier(name, features="logmel"):
-    """Steps of an inlier detector (domain-normalised) on log-mel statistics or clip statistics."""
+_FEATURES = {"logmel": LogMelTransformer, "clipstats": ClipStatsTransformer, "spectrum": SpectrumTransformer}
+
+
+def _inlier(name, features="logmel", **params):
+    """Steps of an inlier detector (domain-normalised) on log-mel, clip statistics or clip spectra."""
 
     def steps(verbose):
-        feat = LogMelTransformer(verbose=verbose) if features == "logmel" else ClipStatsTransformer(verbose=verbose)
-        return [("features", feat), ("model", getattr(models, name)(domain_norm="zscore"))]
+        return [("features", _FEATURES[features](verbose=verbose)),
+                ("model", getattr(models, name)(domain_norm="zscore", **params))]
 
     return steps
 
@@ -50,6 +57,10 @@ def _embedding(name):
 # Command-line name -> model. Inlier models fit one model per (section, domain) and one
 # threshold per section; the embedding learns to tell section x attribute x domain apart.
 MODELS = {
+    "knn-spectrum": _Spec("k-NN (Euclidean) on each clip's level-normalised log power spectrum (4 Hz bins), "
+                          "per section and domain, domain-normalised: the recipe for DCASE data",
+                          "n_neighbors, features__n_fft, features__level", _inlier("KNNDetector", "spectrum",
+                                                                                    metric="euclidean")),
     "knn": _Spec("k-NN on log-mel band statistics, per section and domain, domain-normalised",
                  "n_neighbors, metric", _inlier("KNNDetector")),
     "mahalanobis": _Spec("Mahalanobis distance on log-mel band statistics, per section and domain",
@@ -73,13 +84,25 @@ MODELS = {
     "cnnae": _Spec("the founding report's CNN autoencoder (skip connections, SVDD loss)",
                    "max_epochs, skip, l2, loss", _autoencoder("CNNAE")),
 }
-DEFAULT_MODEL = "knn"
+# What `skasd train` fits without --model: the recipe for folders whose clips carry a domain
+# (DCASE 2021-2024), the fallback for single-domain folders (MIMII, DCASE 2020), where a clip's
+# level and log-mel statistics still tell anomalies apart (benchmarks/README.md).
+DEFAULT_MODEL = "knn-spectrum"
+SINGLE_DOMAIN_MODEL = "mahalanobis"
+
+
+def default_model(clips):
+    """The model `skasd train` fits without ``--model``: :data:`DEFAULT_MODEL` when every clip of
+    ``clips`` (rows of :func:`skasd.datasets.load_dcase`) has a domain, else :data:`SINGLE_DOMAIN_MODEL`."""
+    return DEFAULT_MODEL if clips["domain"].notna().all() else SINGLE_DOMAIN_MODEL
 
 
 def describe_models():
     """One line per command-line model: name, summary and main parameters (``skasd models``)."""
     width = max(map(len, MODELS))
-    return "\n".join(f"{name:{width}}  {spec.summary}{' (default)' * (name == DEFAULT_MODEL)}; set: {spec.main}"
+    notes = {DEFAULT_MODEL: " (default for folders with source/target domains: DCASE 2021-2024)",
+             SINGLE_DOMAIN_MODEL: " (default for folders without domains: MIMII, DCASE 2020)"}
+    return "\n".join(f"{name:{width}}  {spec.summary}{notes.get(name, '')}; set: {spec.main}"
                      for name, spec in MODELS.items())
 
 

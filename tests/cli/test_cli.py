@@ -352,17 +352,36 @@ def test_evaluate_writes_the_dcase2023_result_csv_on_real_toycar(toycar_dir, tmp
 
 # ------------------------------------------------------------ every detector, sections, exit codes
 def test_models_lists_every_family_one_line_each(capsys):
-    from skasd.workflow import DEFAULT_MODEL, MODELS
+    from skasd.workflow import DEFAULT_MODEL, MODELS, SINGLE_DOMAIN_MODEL
 
     assert main(["models"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert [ln.split()[0] for ln in lines] == list(MODELS)
-    assert {"knn", "mahalanobis", "gmm", "embedding-knn", "embedding-gmm", "denseae", "vae", "cnnae"} <= set(MODELS)
-    assert "(default)" in lines[list(MODELS).index(DEFAULT_MODEL)] and all("set: " in ln for ln in lines)
+    assert {"knn-spectrum", "knn", "mahalanobis", "gmm", "embedding-knn", "embedding-gmm", "denseae", "vae",
+            "cnnae"} <= set(MODELS)
+    assert "(default for folders with source/target domains" in lines[list(MODELS).index(DEFAULT_MODEL)]
+    assert "(default for folders without domains" in lines[list(MODELS).index(SINGLE_DOMAIN_MODEL)]
+    assert sum("(default" in ln for ln in lines) == 2 and all("set: " in ln for ln in lines)
+
+
+def test_train_without_model_picks_the_recipe_by_the_clips_domains(dev_folder, tmp_path, capsys):
+    """No --model: the spectrum k-NN where every clip has a domain (DCASE 2021-2024), else the
+    single-domain fallback (MIMII, DCASE 2020), named in the log and the model file."""
+    from skasd.datasets import load_dcase
+    from skasd.workflow import default_model
+
+    path = tmp_path / "m.skasd"
+    assert main(["train", "--data", str(dev_folder), "--out", str(path)]) == 0
+    assert "training mahalanobis (the default for clips without domains)" in capsys.readouterr().out
+    assert model_info(path)["metadata"]["model"] == "mahalanobis"
+    clips = load_dcase(dev_folder, split="train")
+    assert default_model(clips) == "mahalanobis"
+    assert default_model(clips.assign(domain="source")) == "knn-spectrum"
+    assert default_model(clips.assign(domain=["source"] * (len(clips) - 1) + [None])) == "mahalanobis"
 
 
 @pytest.mark.parametrize("model, sets", [
-    ("knn", []), ("mahalanobis", []), ("gmm", ["covariance_type=diag"]), ("knn-clipstats", []),
+    ("knn-spectrum", []), ("knn", []), ("mahalanobis", []), ("gmm", ["covariance_type=diag"]), ("knn-clipstats", []),
     ("embedding-knn", ["embedding__max_epochs=1", "embedding__random_state=0"]),
     ("embedding-gmm", ["embedding__max_epochs=1", "covariance_type=diag"]),
     ("vae", ["max_epochs=1"]), ("cnnae", ["max_epochs=1"]),
