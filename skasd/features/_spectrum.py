@@ -3,7 +3,7 @@
 from numbers import Integral, Real
 
 import numpy as np
-from scipy.signal import welch
+from scipy.signal import spectrogram, welch
 from tqdm.auto import tqdm
 
 from ..utils._sklearn_compat import Interval, StrOptions
@@ -132,17 +132,34 @@ class SpectrumTransformer(ClipTransformer):
             starts = tqdm(starts, desc="spectra", unit="chunk", total=len(starts))
         return np.concatenate([self._spectra(clips[i : i + _CHUNK]) for i in starts])
 
+    def _hop(self):
+        return self.n_fft // 2 if self.hop_length is None else self.hop_length
+
+    def _frame_args(self, n_samples):
+        nperseg = min(self.n_fft, n_samples)
+        return dict(fs=self.sr, window="hann", nperseg=nperseg, noverlap=nperseg - min(self._hop(), nperseg),
+                    nfft=self.n_fft, detrend=False, axis=-1)
+
     def _spectra(self, clips):
         W = _load_batch(clips, sr=self.sr, duration=self.duration, n_jobs=self.n_jobs)
-        n_fft = self.n_fft
-        hop = n_fft // 2 if self.hop_length is None else self.hop_length
-        nperseg = min(n_fft, W.shape[1])
-        _, P = welch(W, fs=self.sr, window="hann", nperseg=nperseg, noverlap=nperseg - min(hop, nperseg),
-                     nfft=n_fft, detrend=False, axis=-1)
+        return self._db(welch(W, **self._frame_args(W.shape[1]))[1])
+
+    def _db(self, P):
+        """Power spectral densities ``P`` (..., n_bins) as output rows: dB, less their mean with
+        ``level="clip"``, float32."""
         S = 10.0 * np.log10(P + np.finfo(np.float32).tiny)
         if self.level == "clip":
-            S -= S.mean(axis=1, keepdims=True)
+            S -= S.mean(axis=-1, keepdims=True)
         return S.astype(np.float32, copy=False)
+
+    def _frame_powers(self, X):
+        """The power spectral density of every Welch frame of each clip, for the frame scores of
+        :mod:`skasd.inspection`: ``(P, centres)``, ``P`` (n_clips, n_bins, n_frames) float64
+        (``_db(P.mean(axis=2))`` is :meth:`transform`), ``centres`` each frame's centre in seconds."""
+        self._check_params()
+        W = _load_batch(X, sr=self.sr, duration=self.duration, n_jobs=self.n_jobs, verbose=self.verbose)
+        _, centres, P = spectrogram(W, scaling="density", mode="psd", **self._frame_args(W.shape[1]))
+        return P, centres
 
     def get_feature_names_out(self, input_features=None):
         """Names of the output columns: ``spectrum_<frequency>Hz``.

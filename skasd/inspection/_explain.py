@@ -48,9 +48,11 @@ def explain(estimator, X, *, section=None, n_segments=3, n_bands=3, window=None,
     ----------
     estimator : fitted Pipeline or detector
         As in :func:`frame_scores`: a pipeline with a :class:`~skasd.LogMelTransformer`
-        step, or a detector fitted on log-mel clips. Its feature-fitting step must have a
-        ``band_profile_`` (every skasd detector on log-mel and ClassifierEmbedding fitted
-        with skasd 0.2 or later).
+        step, or a detector fitted on log-mel clips, or a :class:`~skasd.SpectrumTransformer`
+        followed by an inlier model (its bands are then the spectrum's bins, about 4 Hz wide,
+        and its frames windows of about 1 s). Its feature-fitting step must have a
+        ``band_profile_`` (every skasd detector on log-mel or spectra and ClassifierEmbedding
+        fitted with skasd 0.2 or later).
     X : list of paths, waveforms, or array of shape (n_clips, n_mels, n_frames)
         Clips in the form ``estimator`` takes.
     section : array-like of shape (n_clips,), default=None
@@ -100,7 +102,8 @@ def _explanation(estimator, X, section, n_segments, n_bands, window, features):
     fs = frame_scores(estimator, X, section=section, relative=True, window=window, features=features)
     if fs.band_edges is None:
         raise ValueError(
-            f"explain names mel bands in Hz, which needs a LogMelTransformer; got {type(fs._transformer).__name__}."
+            f"explain names frequency bands in Hz, which needs a LogMelTransformer or SpectrumTransformer; got "
+            f"{type(fs._transformer).__name__}."
         )
     profiles = _profiles(fs._profile_tail, fs.features, section)
     clip_scores, thresholds = _clip_scores(fs._tail, fs._clip_input, section)
@@ -109,7 +112,7 @@ def _explanation(estimator, X, section, n_segments, n_bands, window, features):
     # no segment is sought there
     scores = fs.scores.copy()
     transformer = fs._transformer
-    if transformer.center and scores.shape[1] > 2:
+    if getattr(transformer, "center", False) and scores.shape[1] > 2:
         edge = min(int(np.ceil(transformer.n_fft / 2 / transformer.hop_length)), (scores.shape[1] - 1) // 2)
         scores[:, :edge] = scores[:, scores.shape[1] - edge :] = np.nan
     rows = []

@@ -7,14 +7,19 @@ from sklearn.utils import Bunch
 from sklearn.utils.validation import check_is_fitted
 
 from ..features._spectral import LogMelTransformer, _SpectralTransformer
+from ..features._spectrum import SpectrumTransformer
 from ..models._frames import DEFAULT_WINDOW, windows_to_frames
 
 __all__ = ["frame_scores"]
 
 _ALTERNATIVES = (
     "Frame scores exist for autoencoders on log-mel (DenseAE, VAE, CNNAE), inlier models on log-mel "
-    "(make_pipeline(LogMelTransformer(), KNNDetector())) and ClassifierEmbedding + an inlier model."
+    "(make_pipeline(LogMelTransformer(), KNNDetector())) or on clip spectra (make_pipeline(SpectrumTransformer(), "
+    "KNNDetector())) and ClassifierEmbedding + an inlier model."
 )
+# Spectrum pipelines: Welch frames per scored window (8 x 2048 samples: ~1 s at the defaults),
+# and windows every quarter window.
+SPECTRUM_WINDOW = 8
 
 
 def frame_scores(estimator, X, *, section=None, per_band=False, relative=False, window=None, features=None):
@@ -35,6 +40,10 @@ def frame_scores(estimator, X, *, section=None, per_band=False, relative=False, 
       frame getting the mean over the windows covering it.
     - inlier models on log-mel (per-band statistics): the model's score of the statistics
       of the ``window`` frames around each frame.
+    - inlier models on clip spectra (:class:`~skasd.SpectrumTransformer`): what each window
+      of the clip (about 1 s, every quarter window) adds to the clip's anomaly score, i.e.
+      the model's score of the clip minus its score of the clip's spectrum without that
+      window (occlusion); the frames are these windows, and ``features`` their spectra.
     - :class:`~skasd.ScoreFusion`: its sub-detectors' frame scores, standardised and
       weighted as their clip scores are; :class:`~skasd.SectionwiseDetector`: each clip's
       section model's.
@@ -61,7 +70,8 @@ def frame_scores(estimator, X, *, section=None, per_band=False, relative=False, 
         by the other detectors and inside a ScoreFusion (which standardises raw scores).
     window : int, default=None
         Frames per window: of the inlier models' band statistics (None: 32, about 1 s at
-        16 kHz, hop 512) and of the embedding's occluded patches (None: two patches).
+        16 kHz, hop 512), of the embedding's occluded patches (None: two patches), and Welch
+        frames per window of a spectrum pipeline (None: 8, about 1 s at the defaults).
     features : LogMelTransformer, default=None
         For a bare detector, or a pipeline without a feature step, given log-mel clips: the
         transformer that made ``X``, for the times and bands (None for a bare detector:
@@ -74,9 +84,10 @@ def frame_scores(estimator, X, *, section=None, per_band=False, relative=False, 
         ``scores`` ndarray (n_clips, n_frames): anomaly score per frame (higher = more
         anomalous; NaN where no window covers a frame); ``times`` (n_frames,): each
         frame's centre in seconds; ``hop`` seconds between frames; ``band_edges``
-        (n_mels, 2): each mel band's range in Hz (None for MFCC); ``band_scores``
+        (n_mels, 2): each mel band's (or spectrum bin's) range in Hz (None for MFCC); ``band_scores``
         (n_clips, n_mels, n_frames) with ``per_band``, else None; ``features``: the log-mel
-        clips the detector saw (n_clips, n_mels, n_frames), or the MFCCs of an MFCC pipeline.
+        clips the detector saw (n_clips, n_mels, n_frames), the MFCCs of an MFCC pipeline, or
+        the windows' spectra of a spectrum pipeline (n_clips, n_bins, n_windows).
 
     Examples
     --------
@@ -96,11 +107,19 @@ def frame_scores(estimator, X, *, section=None, per_band=False, relative=False, 
             raise ValueError("per_band: band maps come from autoencoders; ScoreFusion fuses frame scores only.")
         # raw scores: the fusion standardises each member as its clip scores
         parts = [frame_scores(m, X, section=section, window=window) for m in estimator.detectors_]
+        if len({p.scores.shape for p in parts}) > 1:
+            raise ValueError(
+                "the ScoreFusion's pipelines score frames on different time grids "
+                f"({', '.join(type(m[0]).__name__ for m in estimator.detectors_)}); fuse frame scores of pipelines "
+                "with the same feature step."
+            )
         out = parts[0]
         out.scores = estimator.fuse_frame_scores([p.scores for p in parts])
         # the verdict is the fusion's (on the clips); the band profile its first member's
         out._profile_tail, out._tail, out._clip_input = out._tail, [estimator], X
         return out
+    if isinstance(estimator, Pipeline) and any(isinstance(step, SpectrumTransformer) for _, step in estimator.steps):
+        return _spectrum_frames(estimator, X, section, per_band, window)
     transformer, Xlm, tail = _split(estimator, X, features)
     scores, band_scores = _tail_frames(tail, Xlm, section, per_band, window, relative)
     return Bunch(
@@ -117,8 +136,13 @@ def frame_times(transformer, n_frames):
 
 
 def band_edges(transformer):
-    """``(n_mels, 2)`` Hz range of each mel band (half-way to the neighbouring centres), or
-    None where the output bands are not mel bands (MFCC)."""
+    """``(n_mels, 2)`` Hz range of each mel band (half-way to the neighbouring centres), or of
+    each bin of a :class:`~skasd.SpectrumTransformer` (``(n_fft // 2 + 1, 2)``), or None where
+    the output bands are not frequency bands (MFCC)."""
+    if isinstance(transformer, SpectrumTransformer):
+        f = np.arange(transformer.n_fft // 2 + 1) * transformer.sr / transformer.n_fft
+        half = transformer.sr / transformer.n_fft / 2
+        return np.column_stack([np.maximum(f - half, 0.0), np.minimum(f + half, transformer.sr / 2)])
     if not isinstance(transformer, LogMelTransformer):
         return None
     fmax = transformer.sr / 2 if transformer.fmax is None else transformer.fmax
@@ -147,6 +171,51 @@ def _split(estimator, X, features):
             Xt = step.transform(Xt)
         return steps[i], np.asarray(Xt, dtype=np.float32), steps[i + 1 :]
     return _split_logmel(estimator, X, features, [estimator])
+
+
+def _spectrum_frames(estimator, X, section, per_band, window):
+    """Frame scores of a pipeline from the clips through a SpectrumTransformer to a detector:
+    what each window of Welch frames adds to the clip's anomaly score (occlusion: the clip's
+    score minus the score of its spectrum without that window). The frames are the windows;
+    ``features`` are each window's own spectrum."""
+    steps = [step for _, step in estimator.steps if step not in (None, "passthrough")]
+    names = [type(step).__name__ for step in steps]
+    if len(steps) != 2 or not isinstance(steps[0], SpectrumTransformer):
+        raise ValueError(
+            f"frame scores of a spectrum pipeline need SpectrumTransformer followed by a detector; got {names}. "
+            f"{_ALTERNATIVES}"
+        )
+    spectrum, det = steps
+    check_is_fitted(det)
+    if per_band:
+        raise ValueError(f"per_band: {names[1]} scores windows of the clip, not bands; autoencoders have band maps.")
+    frames = SPECTRUM_WINDOW if window is None else window
+    if not isinstance(frames, (int, np.integer)) or isinstance(frames, bool) or frames < 1:
+        raise ValueError(f"window must be a positive int (Welch frames per window); got {frames!r}.")
+    P, centres = spectrum._frame_powers(X)
+    n_clips, n_bins, n_frames = P.shape
+    width, step = min(frames, n_frames), max(1, frames // 4)
+    starts = np.arange(0, n_frames - width + 1, step)
+    if starts[-1] != n_frames - width:  # the last window ends at the clip's end
+        starts = np.r_[starts, n_frames - width]
+    kw = _section_kw(det, section)
+
+    def anomaly(rows, repeat):
+        return -det.score_samples(rows.reshape(-1, n_bins), **{k: np.repeat(np.asarray(v), repeat) for k, v in kw.items()})
+
+    total = P.sum(axis=2)
+    clip = spectrum._db(total / n_frames)
+    in_window = np.stack([P[:, :, s : s + width].sum(axis=2) for s in starts], axis=1)  # (clips, windows, bins)
+    if width < n_frames:
+        without = spectrum._db((total[:, None] - in_window) / (n_frames - width))
+        scores = anomaly(clip, 1)[:, None] - anomaly(without, len(starts)).reshape(n_clips, len(starts))
+    else:  # one window: the whole clip
+        scores = anomaly(clip, 1)[:, None]
+    return Bunch(
+        scores=scores, band_scores=None, features=spectrum._db(in_window / width).transpose(0, 2, 1),
+        hop=step * spectrum._hop() / spectrum.sr, times=(centres[starts] + centres[starts + width - 1]) / 2,
+        band_edges=band_edges(spectrum), _tail=[det], _profile_tail=[det], _clip_input=clip, _transformer=spectrum,
+    )
 
 
 def _split_logmel(estimator, X, features, tail):

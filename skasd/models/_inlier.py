@@ -46,10 +46,11 @@ domain_norm : {"zscore"} or None, default=None
     no ranking. None: raw scores."""
 
 _GROUPS_DOC = """\
-band_profile_ : ndarray of shape (2, n_mels) or None
+band_profile_ : ndarray of shape (2, n_mels) or (2, n_features)
     For 3-D log-mel input: mean and standard deviation over the training clips' frames of
     each mel band (dB), the normal level :func:`skasd.inspection.explain` compares a clip's
-    bands with. None for 2-D input.
+    bands with. For 2-D input: each column's mean and standard deviation over the training
+    clips (for :class:`~skasd.SpectrumTransformer` rows, each frequency bin's normal level).
 model_scales_ : ndarray of shape (n_models, 2)
     ``(location, scale)`` standardising each of ``models_`` (``(0, 1)`` without
     ``domain_norm``).
@@ -169,9 +170,10 @@ class _InlierDetector(SectionScoringMixin, BaseDetector):
             if mask is not None:
                 X = X[mask]
                 domain, section = (None if a is None else a[mask] for a in (domain, section))
-        profile = None
         if X.ndim == 3:
             profile, X = band_profile(X), _reduce_3d(X)
+        else:
+            profile = band_profile(X[:, :, None])
         models, groups, scales, train, offsets = [], [], [], np.empty(len(X)), {}
         for s, srows in _groups(section, len(X)):
             Xs, best = X[srows], np.inf  # each clip's minimum over its section's domain models

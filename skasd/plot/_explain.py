@@ -42,6 +42,10 @@ class ExplanationDisplay:
         Each band's normal spread (dB); deviations within twice it are not drawn.
     sr, hop_length, fmin, fmax
         The log-mel's geometry.
+    frequency : {"mel", "linear"}, default="mel"
+        ``"linear"``: ``S`` is the spectra of windows of the clip (rows: the bins of a
+        :class:`~skasd.SpectrumTransformer`, from 0 Hz to ``sr / 2``), placed at ``times``;
+        ``hop_length``, ``fmin`` and ``fmax`` are then not used.
     name : str, default=None
         Axes title (default: the summary).
 
@@ -68,7 +72,7 @@ class ExplanationDisplay:
     """
 
     def __init__(self, *, S, deviation, times, scores, segments, band, summary, spread=None, sr=16000,
-                 hop_length=512, fmin=0.0, fmax=None, name=None):
+                 hop_length=512, fmin=0.0, fmax=None, frequency="mel", name=None):
         self.S = S
         self.deviation = deviation
         self.times = times
@@ -81,6 +85,7 @@ class ExplanationDisplay:
         self.hop_length = hop_length
         self.fmin = fmin
         self.fmax = fmax
+        self.frequency = frequency
         self.name = name
 
     def plot(self, ax=None, *, name=None, heatmap=True, curve=True, cmap="gray_r"):
@@ -107,17 +112,21 @@ class ExplanationDisplay:
 
         if ax is None:
             _, ax = plt.subplots(figsize=(8, 3.5), layout="constrained")
-        geometry = dict(sr=self.sr, hop_length=self.hop_length, fmin=self.fmin, fmax=self.fmax)
-        SpectrogramDisplay(S=self.S, **geometry).plot(ax=ax, colorbar=False, cmap=cmap)
+        if self.frequency == "linear":  # window spectra at their times
+            geometry = dict(x_coords=self.times, x_axis="time", y_axis="linear", sr=self.sr, ax=ax)
+            librosa.display.specshow(np.asarray(self.S), cmap=cmap, **geometry)
+            ax.set_ylabel("Frequency (Hz)")
+        else:
+            geometry = dict(x_axis="time", y_axis="mel", sr=self.sr, hop_length=self.hop_length, fmin=self.fmin,
+                            fmax=self.fmax or self.sr / 2, ax=ax)
+            SpectrogramDisplay(S=self.S, sr=self.sr, hop_length=self.hop_length, fmin=self.fmin,
+                               fmax=self.fmax).plot(ax=ax, colorbar=False, cmap=cmap)
         self.heatmap_ = None
         if heatmap:
             dev = np.asarray(self.deviation, dtype=float)
             floor = HEATMAP_FLOOR_DB if self.spread is None else np.maximum(HEATMAP_FLOOR_DB, 2 * self.spread)[:, None]
             dev = np.where(np.abs(dev) >= floor, dev, np.nan)  # NaN: transparent
-            self.heatmap_ = librosa.display.specshow(
-                dev, x_axis="time", y_axis="mel", sr=self.sr, hop_length=self.hop_length, fmin=self.fmin,
-                fmax=self.fmax or self.sr / 2, ax=ax, cmap="coolwarm", vmin=-20, vmax=20, alpha=0.75,
-            )
+            self.heatmap_ = librosa.display.specshow(dev, cmap="coolwarm", vmin=-20, vmax=20, alpha=0.75, **geometry)
         for k, (start, end) in enumerate(self.segments):
             ax.axvspan(start, end, fill=False, edgecolor="black" if k else "tab:red", linestyle="--",
                        linewidth=1.0)
@@ -143,7 +152,8 @@ class ExplanationDisplay:
         estimator : fitted Pipeline or detector
             As in :func:`skasd.inspection.explain`.
         X : path, waveform (1-D), or log-mel of shape (n_mels, n_frames)
-            One clip in the form ``estimator`` takes.
+            One clip in the form ``estimator`` takes. A pipeline on clip spectra
+            (:class:`~skasd.SpectrumTransformer`) is drawn on its windows' spectra.
         section : str, default=None
             The clip's section, for a detector fitted per section.
         features : LogMelTransformer, default=None
@@ -164,9 +174,11 @@ class ExplanationDisplay:
         """The display of clip ``k`` of an explanation (``_explanation``'s table, frame scores
         and band profiles)."""
         rows, t = table[table["clip"] == table["clip"].unique()[k]], fs._transformer
+        linear = not hasattr(t, "n_mels")  # a SpectrumTransformer: window spectra
         return cls(
             S=fs.features[k], deviation=fs.features[k] - profiles[k][0][:, None], times=fs.times,
             scores=fs.scores[k], segments=list(zip(rows["start_s"], rows["end_s"])),
             band=(rows["band_low_hz"].iloc[0], rows["band_high_hz"].iloc[0]), summary=rows["summary"].iloc[0],
-            spread=profiles[k][1], sr=t.sr, hop_length=t.hop_length, fmin=t.fmin, fmax=t.fmax,
+            spread=profiles[k][1], sr=t.sr, hop_length=None if linear else t.hop_length,
+            fmin=0.0 if linear else t.fmin, fmax=None if linear else t.fmax, frequency="linear" if linear else "mel",
         )

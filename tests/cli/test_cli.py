@@ -223,7 +223,7 @@ def test_errors_are_one_line(dev_folder, trained, tmp_path, capsys):
     assert "model file not found" in _err(
         ["score", "--model", str(tmp_path / "nope"), "--data", str(dev_folder), "--out", str(tmp_path)], capsys)
     msg = _err(["train", "--data", str(dev_folder), "--model", "svm", "--out", out], capsys)
-    assert "unknown model 'svm'; choose one of knn, mahalanobis" in msg and "embedding-knn" in msg
+    assert "unknown model 'svm'; choose one of knn-spectrum, knn, mahalanobis" in msg and "embedding-knn" in msg
     assert not (tmp_path / "m.skasd").exists()
     assert warnings.showwarning is showwarning, "main left its one-line warning printer installed"
 
@@ -505,6 +505,22 @@ def test_explain_prints_time_and_band_per_clip(dev_folder, trained, tmp_path, ca
     X = pipe[0].transform([str(clips[0])])
     first = rows[rows["clip"] == str(clips[0])].iloc[0]
     assert first["anomaly_score"] == pytest.approx(-pipe[-1].score_samples(X, section=["id_00"])[0], rel=1e-6)
+
+
+def test_explain_and_frame_scores_of_the_spectrum_recipe(dev_folder, tmp_path, capsys):
+    """The default model of DCASE 2021+ folders explains in windows of its clip spectra."""
+    path = tmp_path / "spectrum.skasd"
+    assert main(["train", "--data", str(dev_folder), "--model", "knn-spectrum", "--out", str(path), "--quiet"]) == 0
+    clip = sorted((dev_folder / "test").glob("anomaly_id_00_*.wav"))[0]
+    capsys.readouterr()
+    assert main(["explain", "--model", str(path), str(clip), "--segments", "1", "--quiet"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 2 and re.search(r"[0-9.]+-[0-9.]+ s: [+-][0-9]+ dB in [0-9.]+-[0-9.]+ k?Hz", out[1])
+    assert main(["score", "--model", str(path), "--data", str(dev_folder), "--out", str(tmp_path), "--frames",
+                 "--quiet"]) == 0
+    frames = pd.read_csv(tmp_path / "frame_scores_pump_id_00.csv")
+    assert (frames.groupby("file").size() == 12).all()  # 4 s: 30 Welch frames, 12 windows of 8 every 2
+    np.testing.assert_allclose(frames["time_s"][:2], [0.576, 0.832])
 
 
 def test_explain_errors_are_one_line(dev_folder, trained, tmp_path, capsys):

@@ -16,6 +16,7 @@ from skasd import (
     MahalanobisDetector,
     ScoreFusion,
     SectionwiseDetector,
+    SpectrumTransformer,
 )
 from skasd.inspection import band_edges, frame_scores
 from skasd.models._frames import window_starts
@@ -160,3 +161,43 @@ def test_embedding_occlusion_scores_what_each_window_adds():
     without = knn.anomaly_score(Z[:2].reshape(-1, 16)).reshape(2, 8)
     added = knn.anomaly_score(emb.transform(X[:2]))[:, None] - without
     np.testing.assert_allclose(fs.scores[:, :4], np.repeat(added[:, :1], 4, axis=1))  # frames 0-3: the first window only
+
+
+def test_spectrum_frame_scores_are_what_each_window_adds_to_the_clip_score():
+    """A SpectrumTransformer + inlier pipeline: frames are windows of Welch frames; a window's
+    score is the clip's anomaly score minus that of the clip's spectrum without it."""
+    rng = np.random.default_rng(0)
+    waves = rng.normal(0, 0.05, size=(12, 16000)).astype(np.float32)
+    t = np.arange(16000) / 16000
+    test = waves[:2].copy()
+    test[1, 8000:10000] += 0.2 * np.sin(2 * np.pi * 3000 * t[:2000])  # a tone in 0.5-0.625 s
+    spectrum = SpectrumTransformer(n_fft=512)  # hop 256: 61 Welch frames of 1 s
+    pipe = make_pipeline(spectrum, KNNDetector(metric="euclidean")).fit(waves[2:])
+    fs = frame_scores(pipe, test, window=4)  # windows of 4 frames, every frame
+    assert fs.scores.shape == (2, 58) and fs.features.shape == (2, 257, 58) and fs.hop == 256 / 16000
+    np.testing.assert_allclose(fs.times, (np.arange(58) * 256 + (512 + 3 * 256) / 2) / 16000)
+    np.testing.assert_allclose(fs.band_edges[:2], [[0, 15.625], [15.625, 46.875]])
+    np.testing.assert_allclose(band_edges(spectrum), fs.band_edges)
+    # occlusion, by hand for window 10 of the first clip
+    P = spectrum._frame_powers(test)[0]
+    rest = np.delete(P[0], np.s_[10:14], axis=1).mean(axis=1)
+    knn = pipe[-1]
+    added = knn.anomaly_score(spectrum.transform(test[:1])) - knn.anomaly_score(spectrum._db(rest)[None])
+    np.testing.assert_allclose(fs.scores[0, 10], added[0], rtol=1e-5)
+    # features: each window's own spectrum
+    np.testing.assert_allclose(fs.features[0, :, 10], spectrum._db(P[0][:, 10:14].mean(axis=1)), atol=1e-4)
+    # the tone's windows add the most to the second clip's score
+    assert 0.45 <= fs.times[np.argmax(fs.scores[1])] <= 0.68
+    # a clip no longer than a window is one window, scored as the clip
+    one = frame_scores(pipe, test, window=100)
+    np.testing.assert_allclose(one.scores[:, 0], knn.anomaly_score(spectrum.transform(test)), rtol=1e-6)
+    with pytest.raises(ValueError, match="per_band: KNNDetector scores windows"):
+        frame_scores(pipe, test, per_band=True)
+    with pytest.raises(ValueError, match="window must be a positive int"):
+        frame_scores(pipe, test, window=0)
+    three = make_pipeline(SpectrumTransformer(n_fft=512), MahalanobisDetector(), KNNDetector())
+    with pytest.raises(ValueError, match=r"SpectrumTransformer followed by a detector; got \['SpectrumTransformer', "
+                                         r"'MahalanobisDetector', 'KNNDetector'\]"):
+        frame_scores(three, test)
+    with pytest.raises(NotFittedError):
+        frame_scores(make_pipeline(SpectrumTransformer(n_fft=512), KNNDetector()), test)

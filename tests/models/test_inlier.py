@@ -136,6 +136,9 @@ def test_3d_log_mel_reduced_to_band_mean_and_std(cls):
     assert est.n_features_in_ == 8
     with pytest.raises(ValueError, match="fitted on 3-D input but got 2-D"):
         est.score_samples(flat)
+    # the normal level of each band over all training frames; of each column for 2-D input
+    assert_allclose(est.band_profile_, [X.mean(axis=(0, 2)), X.std(axis=(0, 2))])
+    assert_allclose(cls().fit(flat).band_profile_, [flat.mean(axis=0), flat.std(axis=0)])
 
 
 # -------------------------------------------------------------------------- domains

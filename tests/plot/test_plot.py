@@ -397,6 +397,25 @@ def test_loss_history_errors(iforest_data):
         LossHistoryDisplay.from_history([])
 
 
+def test_explanation_display_draws_a_spectrum_pipeline_on_its_windows():
+    from skasd import KNNDetector, SpectrumTransformer
+    from skasd.datasets import make_machine_sounds
+    from skasd.inspection import explain, frame_scores
+    from skasd.plot import ExplanationDisplay
+
+    b = make_machine_sounds(n_normal=10, n_anomaly=1, anomaly_types="whine", duration=3.0, random_state=0)
+    pipe = make_pipeline(SpectrumTransformer(n_fft=1024), KNNDetector(metric="euclidean")).fit(b.data[:10])
+    clip = b.data[10]
+    disp = ExplanationDisplay.from_estimator(pipe, clip)
+    fs = frame_scores(pipe, clip[None])
+    assert disp.frequency == "linear" and disp.S.shape == (513, len(fs.times))
+    np.testing.assert_allclose(disp.line_.get_xdata(), fs.times)
+    np.testing.assert_allclose(disp.line_.get_ydata(), fs.scores[0])
+    assert disp.ax_.get_title() == explain(pipe, clip[None])["summary"].iloc[0]
+    assert disp.ax_.get_ylim()[1] == pytest.approx(8000, rel=0.01)  # a linear axis to sr / 2
+    plt.close("all")
+
+
 def test_explanation_display_draws_explain():
     from skasd import DenseAE, LogMelTransformer
     from skasd.datasets import make_machine_sounds
