@@ -18,6 +18,9 @@ slider, valve, ToyCar, ToyTrain, bearing, gearbox, and fans other than MIMII fan
 class "fan_other"), leaving out every fan anomaly and the MIMII raw fan id_00 clip (another
 recording of the tested machine); ``B`` is then fitted on the training normals' embeddings.
 
+``--spectrum`` adds the DCASE recipe, ``SpectrumTransformer`` (``level="clip"`` and ``None``)
+followed by ``KNNDetector(metric="euclidean")`` fitted on the training normals' spectra.
+
 Reads $SKASD_SHARED_DATA (default ../shared/data). Prints one JSON line per detector.
 """
 import json, os, sys, time, numpy as np
@@ -80,13 +83,24 @@ def knn(tr, te):
     f = lambda Z: np.concatenate([Z.mean(2), Z.std(2)], 1)
     sc = StandardScaler().fit(f(tr))
     return NearestNeighbors(n_neighbors=1).fit(sc.transform(f(tr))).kneighbors(sc.transform(f(te)))[0][:, 0]
+def spectra(level):
+    """The clips' rows for the DCASE recipe (``SpectrumTransformer(level=level)``), in the order of X."""
+    from skasd import SpectrumTransformer
+
+    return SpectrumTransformer(level=level).fit_transform([str(p) for p in normal + abnormal])
+
+
 models = {"loudness": loudness, "1-NN mel mean/std": knn}
+if "--spectrum" in sys.argv:
+    sys.argv.remove("--spectrum")
+    for level in ("clip", None):
+        models[f"SpectrumTransformer(level={level!r}) + KNNDetector(metric='euclidean')"] = ("spectrum", spectra(level))
 for spec in sys.argv[1:]:
     name, params = spec.split(":", 1) if ":" in spec else (spec, "{}")
     params = {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(params).items()}
     label = f"{name}({', '.join(f'{k}={v}' for k, v in params.items())})"
     models[label] = (tuple(get(n) for n in name.split("+")), params)
-if any(M.ClassifierEmbedding in m[0] for m in models.values() if not callable(m)):
+if any(M.ClassifierEmbedding in m[0] for m in models.values() if not callable(m) and m[0] != "spectrum"):
     Xx, yx = exposure_clips()
 for label, model in models.items():
     rows, t0 = [], time.time()
@@ -95,6 +109,9 @@ for label, model in models.items():
             test = np.concatenate([Xn[te], Xa]); y = np.r_[np.zeros(len(te)), np.ones(len(Xa))]
             if callable(model):
                 s = model(Xn[tr], test)
+            elif model[0] == "spectrum":  # the recipe on the clips' spectra, same folds
+                S = model[1]
+                s = M.KNNDetector(metric="euclidean").fit(S[tr]).anomaly_score(np.concatenate([S[te], S[20:]]))
             else:
                 classes, params = model
                 if len(classes) == 2:

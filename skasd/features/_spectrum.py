@@ -12,8 +12,9 @@ from ._base import ClipTransformer
 
 __all__ = ["SpectrumTransformer"]
 
-# Clips decoded at once: bounds the memory of a transform (256 clips of 12 s: 200 MB).
-_CHUNK = 256
+# Clips decoded and transformed at once: bounds the memory of a transform (32 clips of 12 s at the
+# defaults: 25 MB of audio, ~100 MB of framed FFTs).
+_CHUNK = 32
 
 
 class SpectrumTransformer(ClipTransformer):
@@ -27,17 +28,17 @@ class SpectrumTransformer(ClipTransformer):
 
     This is the feature of skasd's default recipe for DCASE-style data (see the user guide
     and ``benchmarks/README.md``): on the real DCASE 2023 ToyCar section, a k-NN on these
-    rows separates normal from anomalous clips within each domain at AUC ~0.64-0.69, where
-    log-mel band statistics are at chance (~0.48-0.54). The fine resolution keeps narrowband
+    rows, one model per domain, separates each domain's normal clips from its anomalies at
+    AUC .645 (source) and .675 (target), against .592 and .520 on log-mel band statistics. The fine resolution keeps narrowband
     components (the harmonics of a motor or gear) apart; the level normalisation makes the
     rows insensitive to a gain change between recording sessions, which on ToyCar moves
-    normal test clips farther from the training clips than the anomalies are. Where the
-    level itself tells anomalies apart (a single recording session, as in the MIMII fan
-    clips), use ``level=None`` or log-mel statistics.
+    normal test clips farther from the training clips than the anomalies are. On a single
+    recording session (the MIMII fan clips), log-mel statistics with
+    :class:`~skasd.MahalanobisDetector` do better (AUC .76 against .63; ``level=None`` .57).
 
-    Clips may be of any length (one spectrum per clip) as long as they are decoded to one
-    length: set ``duration`` for clips of unequal length. Files are decoded
-    ``256`` clips at a time, so memory stays bounded. Stateless: ``fit`` only checks the
+    As for the other transformers, the clips of one call must have one length: set
+    ``duration`` for clips of unequal length. Clips are decoded and transformed
+    32 at a time, so memory stays bounded. Stateless: ``fit`` only checks the
     parameters.
 
     Parameters
