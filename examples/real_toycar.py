@@ -79,9 +79,7 @@ if clips is not None:
 # the three.
 from scipy.stats import hmean
 
-from skasd.metrics import dcase_report
-
-from skasd.metrics import auc_score
+from skasd.metrics import auc_score, dcase_report
 
 if clips is not None:
     y = (test.label == "anomaly").to_numpy()

@@ -21,6 +21,9 @@ _MIN_BAND_FRAMES = 16  # the band analysis looks at least this many frames aroun
 _NARROW_OCTAVES = 0.6  # a band group at most this wide is "narrowband"
 _BROAD_OCTAVES = 2.0  # at least this wide is "broadband"
 _BURST_S = 0.3  # a rise at most this long is a burst
+# The frame counts above are for log-mel frames (hop 512 at 16 kHz); where the frames are longer
+# windows (a SpectrumTransformer pipeline's), they are scaled to the same durations.
+_FRAME_S = 512 / 16000
 
 COLUMNS = [
     "clip", "anomaly_score", "threshold", "anomalous", "segment", "start_s", "end_s", "segment_score",
@@ -115,15 +118,20 @@ def _explanation(estimator, X, section, n_segments, n_bands, window, features):
     if getattr(transformer, "center", False) and scores.shape[1] > 2:
         edge = min(int(np.ceil(transformer.n_fft / 2 / transformer.hop_length)), (scores.shape[1] - 1) // 2)
         scores[:, :edge] = scores[:, scores.shape[1] - edge :] = np.nan
+    # each frame covers `span` seconds: a log-mel frame its hop, a spectrum window its length
+    span = fs.get("_span", fs.hop)
+    ratio = _FRAME_S / fs.hop if "_span" in fs else 1.0
+    smooth, gap = max(1, round(_SMOOTH * ratio)), round(_GAP * ratio)
+    min_band = max(1, round(_MIN_BAND_FRAMES * ratio))
     rows = []
     for i in range(len(clip_scores)):
-        for k, (lo, hi, peak) in enumerate(_segments(scores[i], n_segments), start=1):
-            start, end = max(0.0, fs.times[lo] - fs.hop / 2), fs.times[hi] + fs.hop / 2
-            # bands over at least _MIN_BAND_FRAMES around the segment: a one-frame peak of a
+        for k, (lo, hi, peak) in enumerate(_segments(scores[i], n_segments, smooth, gap), start=1):
+            start, end = max(0.0, fs.times[lo] - span / 2), fs.times[hi] + span / 2
+            # bands over at least min_band frames around the segment: a one-frame peak of a
             # steady change is too noisy to tell the bands apart
-            pad = max(0, (_MIN_BAND_FRAMES - (hi - lo + 1) + 1) // 2)
+            pad = max(0, (min_band - (hi - lo + 1) + 1) // 2)
             blo, bhi = max(0, lo - pad), min(scores.shape[1] - 1, hi + pad)
-            level, _ = _core_level(fs.features[i][:, blo : bhi + 1], profiles[i])
+            level, _ = _core_level(fs.features[i][:, blo : bhi + 1], profiles[i], smooth)
             groups = _band_groups(level, profiles[i], n_bands)
             top = groups[0]
             band_lo, band_hi = fs.band_edges[top["lo"], 0], fs.band_edges[top["hi"], 1]
@@ -132,10 +140,10 @@ def _explanation(estimator, X, section, n_segments, n_bands, window, features):
             group = slice(top["lo"], top["hi"] + 1)
             track = uniform_filter1d(
                 np.mean(fs.features[i][group, blo : bhi + 1] - profiles[i][0][group, None], axis=0),
-                min(_SMOOTH, bhi - blo + 1), mode="nearest",
+                min(smooth, bhi - blo + 1), mode="nearest",
             )
             lasting = int(np.sum(np.sign(top["db"]) * track >= abs(top["db"]) / 2))
-            kind = describe_band(top["db"], band_lo, band_hi, max(lasting, 1) * fs.hop, top["new"])
+            kind = describe_band(top["db"], band_lo, band_hi, (max(lasting, 1) - 1) * fs.hop + span, top["new"])
             rows.append({
                 "clip": names[i], "anomaly_score": clip_scores[i], "threshold": thresholds[i],
                 "anomalous": bool(clip_scores[i] > thresholds[i]), "segment": k, "start_s": round(start, 3),
@@ -202,13 +210,15 @@ def _hz(low, high):
     return f"{a}-{b} kHz"
 
 
-def _segments(scores, n):
-    """``[(first frame, last frame, peak score)]`` of the top runs of high frame scores."""
+def _segments(scores, n, smooth=_SMOOTH, gap=_GAP):
+    """``[(first frame, last frame, peak score)]`` of the top runs of high frame scores
+    (smoothed over ``smooth`` frames; runs closer than ``gap`` frames merge)."""
     valid = np.isfinite(scores)
     if not valid.any():
         return [(0, len(scores) - 1, float("nan"))]
     raw = np.where(valid, scores, np.nanmin(scores))
-    smooth = uniform_filter1d(raw, min(_SMOOTH, len(raw)), mode="nearest")
+    width = smooth
+    smooth = uniform_filter1d(raw, min(width, len(raw)), mode="nearest")
     base, work, out, level = np.median(smooth), smooth.copy(), [], None
     for _ in range(n):
         p = int(np.argmax(work))
@@ -217,22 +227,22 @@ def _segments(scores, n):
             level = base + 0.5 * (peak - base)
         elif not np.isfinite(peak) or peak < level:
             break
-        # grow over frames above half the peak (not in an earlier segment), bridging gaps up to _GAP
+        # grow over frames above half the peak (not in an earlier segment), bridging gaps up to `gap`
         eligible = (smooth >= base + 0.5 * (peak - base)) & np.isfinite(work)
         lo = hi = p
         while True:
-            ahead = np.flatnonzero(eligible[hi + 1 : hi + 2 + _GAP])
-            behind = np.flatnonzero(eligible[max(0, lo - _GAP - 1) : lo][::-1])
+            ahead = np.flatnonzero(eligible[hi + 1 : hi + 2 + gap])
+            behind = np.flatnonzero(eligible[max(0, lo - gap - 1) : lo][::-1])
             if ahead.size == 0 and behind.size == 0:
                 break
             hi = hi + 1 + ahead[-1] if ahead.size else hi
             lo = lo - 1 - behind[-1] if behind.size else lo
         out.append((lo, hi, float(raw[lo : hi + 1].max())))
-        work[max(0, lo - _GAP) : hi + _GAP + 1] = -np.inf
+        work[max(0, lo - gap) : hi + gap + 1] = -np.inf
     return out
 
 
-def _core_level(segment, profile):
+def _core_level(segment, profile, smooth=_SMOOTH):
     """Mean level per band over the segment's core: its frames whose spectrum is furthest from
     normal (at least half-way from the segment's median distance to its largest), so a knock
     of a few frames is not averaged away over a long segment, while a steady change keeps
@@ -240,7 +250,7 @@ def _core_level(segment, profile):
     mean, spread = profile
     z = (segment - mean[:, None]) / np.maximum(spread, _MIN_SPREAD_DB)[:, None]
     distance = np.abs(z - np.median(z, axis=0)).mean(axis=0)  # per frame, without a shared gain
-    distance = uniform_filter1d(distance, min(_SMOOTH, len(distance)), mode="nearest")
+    distance = uniform_filter1d(distance, min(smooth, len(distance)), mode="nearest")
     middle = np.median(distance)
     core = distance >= middle + 0.5 * (distance.max() - middle)
     return segment[:, core].mean(axis=1), int(core.sum())
@@ -290,8 +300,9 @@ def _profile_of(step):
     profile = getattr(step, "band_profile_", None)
     if profile is None:
         raise ValueError(
-            f"{type(step).__name__} has no band_profile_ (the normal level of each mel band): it was fitted on "
-            "2-D input or saved by skasd 0.1. Refit it on log-mel clips to explain its scores."
+            f"{type(step).__name__} has no band_profile_ (the normal level of each band): it was saved by skasd "
+            "0.1, or is an autoencoder fitted on 2-D input. Refit it on log-mel clips or clip spectra to explain "
+            "its scores."
         )
     return profile
 

@@ -43,7 +43,8 @@ def frame_scores(estimator, X, *, section=None, per_band=False, relative=False, 
     - inlier models on clip spectra (:class:`~skasd.SpectrumTransformer`): what each window
       of the clip (about 1 s, every quarter window) adds to the clip's anomaly score, i.e.
       the model's score of the clip minus its score of the clip's spectrum without that
-      window (occlusion); the frames are these windows, and ``features`` their spectra.
+      window (occlusion); the frames are these windows, and ``features`` their spectra. A
+      clip no longer than one window is one window, scored as the whole clip.
     - :class:`~skasd.ScoreFusion`: its sub-detectors' frame scores, standardised and
       weighted as their clip scores are; :class:`~skasd.SectionwiseDetector`: each clip's
       section model's.
@@ -106,12 +107,18 @@ def frame_scores(estimator, X, *, section=None, per_band=False, relative=False, 
         if per_band:
             raise ValueError("per_band: band maps come from autoencoders; ScoreFusion fuses frame scores only.")
         # raw scores: the fusion standardises each member as its clip scores
+        if any(isinstance(step, SpectrumTransformer) for m in estimator.detectors_ for _, step in m.steps):
+            raise ValueError(
+                "frame scores of a ScoreFusion with a SpectrumTransformer pipeline: its window scores are what each "
+                "window adds to the clip score (occlusion), which the fusion cannot standardise like clip scores; "
+                "explain each pipeline on its own."
+            )
         parts = [frame_scores(m, X, section=section, window=window) for m in estimator.detectors_]
         if len({p.scores.shape for p in parts}) > 1:
             raise ValueError(
                 "the ScoreFusion's pipelines score frames on different time grids "
-                f"({', '.join(type(m[0]).__name__ for m in estimator.detectors_)}); fuse frame scores of pipelines "
-                "with the same feature step."
+                f"({', '.join(type(m.steps[0][1]).__name__ for m in estimator.detectors_)}); fuse frame scores of "
+                "pipelines with the same feature step."
             )
         out = parts[0]
         out.scores = estimator.fuse_frame_scores([p.scores for p in parts])
@@ -192,7 +199,7 @@ def _spectrum_frames(estimator, X, section, per_band, window):
     frames = SPECTRUM_WINDOW if window is None else window
     if not isinstance(frames, (int, np.integer)) or isinstance(frames, bool) or frames < 1:
         raise ValueError(f"window must be a positive int (Welch frames per window); got {frames!r}.")
-    P, centres = spectrum._frame_powers(X)
+    P, centres, frame_s = spectrum._frame_powers(X)
     n_clips, n_bins, n_frames = P.shape
     width, step = min(frames, n_frames), max(1, frames // 4)
     starts = np.arange(0, n_frames - width + 1, step)
@@ -215,6 +222,7 @@ def _spectrum_frames(estimator, X, section, per_band, window):
         scores=scores, band_scores=None, features=spectrum._db(in_window / width).transpose(0, 2, 1),
         hop=step * spectrum._hop() / spectrum.sr, times=(centres[starts] + centres[starts + width - 1]) / 2,
         band_edges=band_edges(spectrum), _tail=[det], _profile_tail=[det], _clip_input=clip, _transformer=spectrum,
+        _span=frame_s + (width - 1) * spectrum._hop() / spectrum.sr,
     )
 
 

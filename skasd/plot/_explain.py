@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from ..features._spectrum import SpectrumTransformer
 from ..inspection._explain import _explanation
 from ._scores import _finish
 from ._spectrogram import SpectrogramDisplay
@@ -112,6 +113,8 @@ class ExplanationDisplay:
 
         if ax is None:
             _, ax = plt.subplots(figsize=(8, 3.5), layout="constrained")
+        if self.frequency not in ("mel", "linear"):
+            raise ValueError(f"frequency must be 'mel' or 'linear'; got {self.frequency!r}.")
         if self.frequency == "linear":  # window spectra at their times
             geometry = dict(x_coords=self.times, x_axis="time", y_axis="linear", sr=self.sr, ax=ax)
             librosa.display.specshow(np.asarray(self.S), cmap=cmap, **geometry)
@@ -174,7 +177,7 @@ class ExplanationDisplay:
         """The display of clip ``k`` of an explanation (``_explanation``'s table, frame scores
         and band profiles)."""
         rows, t = table[table["clip"] == table["clip"].unique()[k]], fs._transformer
-        linear = not hasattr(t, "n_mels")  # a SpectrumTransformer: window spectra
+        linear = isinstance(t, SpectrumTransformer)  # window spectra
         return cls(
             S=fs.features[k], deviation=fs.features[k] - profiles[k][0][:, None], times=fs.times,
             scores=fs.scores[k], segments=list(zip(rows["start_s"], rows["end_s"])),

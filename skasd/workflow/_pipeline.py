@@ -222,6 +222,15 @@ def audio_step(pipe):
 
 def _check_model(pipe, path):
     """The feature step's bands must be what the detector was fitted on."""
+    if isinstance(pipe[0], SpectrumTransformer) and len(pipe) == 2 and "n_features_in_" in vars(pipe[-1]):
+        bins = pipe[0].n_fft // 2 + 1
+        if bins != pipe[-1].n_features_in_:
+            raise UsageError(
+                f"{path}: the features do not match the model: its SpectrumTransformer makes n_fft // 2 + 1 = "
+                f"{bins} bins but its {type(pipe[-1]).__name__} was fitted on {pipe[-1].n_features_in_} "
+                "(n_features_in_)"
+            )
+        return
     feat, detector = feature_step(pipe), pipe[-1]
     if feat is None or len(pipe) != 2 or "n_features_in_" not in vars(detector):
         return

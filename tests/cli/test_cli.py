@@ -507,9 +507,39 @@ def test_explain_prints_time_and_band_per_clip(dev_folder, trained, tmp_path, ca
     assert first["anomaly_score"] == pytest.approx(-pipe[-1].score_samples(X, section=["id_00"])[0], rel=1e-6)
 
 
+def _with_domains(dev_folder, root):
+    """The generated DCASE 2020 folder renamed into the DCASE 2023 layout: id_00 -> section 00,
+    the first two clips of each ID and label in each split the target domain."""
+    out = root / "pump"
+    for split in ("train", "test"):
+        (out / split).mkdir(parents=True)
+        for k, src in enumerate(sorted((dev_folder / split).glob("*.wav"))):
+            label, _, mid, num = src.stem.split("_")
+            domain = "target" if int(num) < 2 else "source"
+            name = f"section_{mid}_{domain}_{split}_{label}_{int(num):04d}_speed_{k % 3}.wav"
+            shutil.copy(src, out / split / name)
+    return out
+
+
 def test_explain_and_frame_scores_of_the_spectrum_recipe(dev_folder, tmp_path, capsys):
-    """The default model of DCASE 2021+ folders explains in windows of its clip spectra."""
+    """On a folder whose clips carry domains, train without --model fits the spectrum k-NN,
+    which explains in windows of its clip spectra; a spectrum model whose detector does not
+    match its bins is refused as the log-mel ones are."""
+    folder = _with_domains(dev_folder, tmp_path / "dcase2023")
     path = tmp_path / "spectrum.skasd"
+    assert main(["train", "--data", str(folder), "--out", str(path)]) == 0
+    assert "training knn-spectrum (the default for clips with domains)" in capsys.readouterr().out
+    info = model_info(path)["metadata"]
+    assert info["model"] == "knn-spectrum" and info["fit_metadata"] == ["domain", "section"]
+    assert main(["evaluate", "--model", str(path), "--data", str(folder), "--out", str(tmp_path / "e"),
+                 "--quiet"]) == 0
+    assert (tmp_path / "e" / "result.csv").read_text().splitlines()[1].startswith("section,AUC (source),AUC (target)")
+    bad = load_model(path, verbose=False).set_params(features__n_fft=1024)
+    save_model(bad, tmp_path / "bad.skasd")
+    msg = _err(["score", "--model", str(tmp_path / "bad.skasd"), "--data", str(folder), "--out", str(tmp_path)],
+               capsys)
+    assert "its SpectrumTransformer makes n_fft // 2 + 1 = 513 bins but its KNNDetector was fitted on 2049" in msg
+    path = tmp_path / "spectrum2020.skasd"
     assert main(["train", "--data", str(dev_folder), "--model", "knn-spectrum", "--out", str(path), "--quiet"]) == 0
     clip = sorted((dev_folder / "test").glob("anomaly_id_00_*.wav"))[0]
     capsys.readouterr()

@@ -14,21 +14,14 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 import skasd.features._spectrum as spectrum_module
 from skasd import AudioError, SpectrumTransformer
 
+from .test_clip_stats import _clips
+
 SR = 16000
 
 
-def _clips(n=3, seconds=0.5, seed=0):
-    rng = np.random.default_rng(seed)
-    t = np.arange(round(seconds * SR)) / SR
-    return np.stack([
-        (0.2 + 0.1 * i) * np.sin(2 * np.pi * (200 + 150 * i) * t) + 0.02 * rng.normal(size=t.size)
-        for i in range(n)
-    ]).astype(np.float32)
-
-
 def _reference(w, n_fft, hop):
-    """One clip the plain way: scipy's Welch PSD in dB."""
-    _, p = welch(w.astype(np.float64), fs=SR, window="hann", nperseg=n_fft, noverlap=n_fft - hop, detrend=False)
+    """One clip the plain way: scipy's Welch PSD in dB (each frame's mean removed, scipy's default)."""
+    _, p = welch(w.astype(np.float64), fs=SR, window="hann", nperseg=n_fft, noverlap=n_fft - hop)
     return 10 * np.log10(p)
 
 
@@ -72,14 +65,28 @@ def test_paths_and_waveforms_agree_and_chunks_do_not_change_rows(tmp_path, monke
     assert_allclose(t.transform(list(W)), whole, atol=1e-4)
 
 
-def test_short_clip_is_one_frame_and_unequal_lengths_need_duration():
+def test_short_clip_is_one_frame_and_unequal_lengths_need_duration(monkeypatch):
     short = _clips(2, seconds=0.01)  # 160 samples < n_fft
-    out = SpectrumTransformer(n_fft=1024).transform(short)
+    with pytest.warns(UserWarning, match="clips of 160 samples are shorter than n_fft=1024: each is one zero-padded"):
+        out = SpectrumTransformer(n_fft=1024).transform(short)
     assert out.shape == (2, 513) and np.isfinite(out).all()
+    mixed = [np.ones(1000, np.float32), np.ones(2000, np.float32)]
     with pytest.raises(AudioError, match="duration="):
-        SpectrumTransformer().transform([np.ones(1000, np.float32), np.ones(2000, np.float32)])
-    out = SpectrumTransformer(n_fft=256, duration=0.1).transform([np.ones(1000, np.float32), np.ones(2000, np.float32)])
+        SpectrumTransformer(n_fft=256).transform(mixed)
+    # the same across chunks: the first chunk's length holds for the whole call
+    monkeypatch.setattr(spectrum_module, "_CHUNK", 2)
+    with pytest.raises(AudioError, match="clips 0-1 have 1000 samples but clips from 2 on 2000; pass duration="):
+        SpectrumTransformer(n_fft=256).transform(mixed[:1] * 2 + mixed[1:] * 2)
+    out = SpectrumTransformer(n_fft=256, duration=0.1).transform(mixed)
     assert out.shape == (2, 129)
+
+
+def test_a_dc_offset_does_not_change_the_spectrum():
+    """Each Welch frame's mean is removed (scipy's default detrend): a DC offset, which differs
+    between recording devices, leaves the bins above the first one alone."""
+    W = _clips(2, seconds=1.0)
+    t = SpectrumTransformer(n_fft=512, level=None)
+    np.testing.assert_allclose(t.transform(W + 0.3)[:, 2:], t.transform(W)[:, 2:], atol=0.05)
 
 
 def test_feature_names_and_pandas_output():

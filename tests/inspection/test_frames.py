@@ -183,7 +183,7 @@ def test_spectrum_frame_scores_are_what_each_window_adds_to_the_clip_score():
     rest = np.delete(P[0], np.s_[10:14], axis=1).mean(axis=1)
     knn = pipe[-1]
     added = knn.anomaly_score(spectrum.transform(test[:1])) - knn.anomaly_score(spectrum._db(rest)[None])
-    np.testing.assert_allclose(fs.scores[0, 10], added[0], rtol=1e-5)
+    np.testing.assert_allclose(fs.scores[0, 10], added[0], atol=1e-4)  # float32 transform vs float64 frames
     # features: each window's own spectrum
     np.testing.assert_allclose(fs.features[0, :, 10], spectrum._db(P[0][:, 10:14].mean(axis=1)), atol=1e-4)
     # the tone's windows add the most to the second clip's score
@@ -201,3 +201,32 @@ def test_spectrum_frame_scores_are_what_each_window_adds_to_the_clip_score():
         frame_scores(three, test)
     with pytest.raises(NotFittedError):
         frame_scores(make_pipeline(SpectrumTransformer(n_fft=512), KNNDetector()), test)
+
+
+def test_spectrum_frame_scores_per_section_and_in_a_fusion():
+    from skasd.inspection import explain
+
+    rng = np.random.default_rng(1)
+    waves = rng.normal(0, 0.05, size=(16, 8000)).astype(np.float32)
+    waves[8:] += 0.05 * np.sin(2 * np.pi * 1000 * np.arange(8000) / 16000)  # a second section, a tone
+    sections = np.repeat(["a", "b"], 8)
+    spectrum = SpectrumTransformer(n_fft=512)
+    rows = spectrum.transform(waves)
+    knn = KNNDetector(metric="euclidean").fit(rows[:-2], section=sections[:-2])
+    wrapped = SectionwiseDetector(KNNDetector(metric="euclidean")).fit(rows[:-2], section=sections[:-2])
+    test, test_sections = waves[-2:], ["b", "a"]  # the last clip judged by the wrong section's model
+    by_section = {}
+    for name, det in (("knn", knn), ("sectionwise", wrapped)):
+        pipe = make_pipeline(spectrum, det)
+        fs = frame_scores(pipe, test, section=test_sections, window=4)
+        own = [frame_scores(make_pipeline(spectrum, KNNDetector(metric="euclidean").fit(
+            rows[:-2][sections[:-2] == s])), test[i : i + 1], window=4).scores[0] for i, s in enumerate(test_sections)]
+        np.testing.assert_allclose(fs.scores, np.stack(own), rtol=1e-5, atol=1e-6)
+        by_section[name] = fs.scores
+        table = explain(pipe, test, section=test_sections, n_segments=1)
+        assert len(table) == 2 and table["summary"].str.contains(" Hz|kHz").all()
+    np.testing.assert_allclose(by_section["knn"], by_section["sectionwise"], rtol=1e-5, atol=1e-6)
+    fusion = ScoreFusion([("spectrum", make_pipeline(spectrum, KNNDetector())),
+                          ("logmel", make_pipeline(LogMelTransformer(n_mels=16), KNNDetector()))], cv=2).fit(waves)
+    with pytest.raises(ValueError, match="ScoreFusion with a SpectrumTransformer pipeline.*explain each pipeline"):
+        frame_scores(fusion, test)
