@@ -122,7 +122,7 @@ def run(data, machine_type, seeds, only):
             est, names, _ = detectors(seed)[name]
             est = clone(est)
             kwargs = fit_kwargs(est, names, train)
-            on_paths = isinstance(getattr(est, "steps", [[None, None]])[0][1], skasd.SpectrumTransformer)
+            on_paths = hasattr(est, "steps") and isinstance(est.steps[0][1], skasd.SpectrumTransformer)
             Xtr, Xte = (train.path.tolist(), test.path.tolist()) if on_paths else (Ltr, Lte)
             with PeakRSS() as mem:
                 t = time.perf_counter()

@@ -210,15 +210,14 @@ def _hz(low, high):
     return f"{a}-{b} kHz"
 
 
-def _segments(scores, n, smooth=_SMOOTH, gap=_GAP):
+def _segments(scores, n, smoothing=_SMOOTH, gap=_GAP):
     """``[(first frame, last frame, peak score)]`` of the top runs of high frame scores
-    (smoothed over ``smooth`` frames; runs closer than ``gap`` frames merge)."""
+    (smoothed over ``smoothing`` frames; runs closer than ``gap`` frames merge)."""
     valid = np.isfinite(scores)
     if not valid.any():
         return [(0, len(scores) - 1, float("nan"))]
     raw = np.where(valid, scores, np.nanmin(scores))
-    width = smooth
-    smooth = uniform_filter1d(raw, min(width, len(raw)), mode="nearest")
+    smooth = uniform_filter1d(raw, min(smoothing, len(raw)), mode="nearest")
     base, work, out, level = np.median(smooth), smooth.copy(), [], None
     for _ in range(n):
         p = int(np.argmax(work))
@@ -242,7 +241,7 @@ def _segments(scores, n, smooth=_SMOOTH, gap=_GAP):
     return out
 
 
-def _core_level(segment, profile, smooth=_SMOOTH):
+def _core_level(segment, profile, smoothing=_SMOOTH):
     """Mean level per band over the segment's core: its frames whose spectrum is furthest from
     normal (at least half-way from the segment's median distance to its largest), so a knock
     of a few frames is not averaged away over a long segment, while a steady change keeps
@@ -250,7 +249,7 @@ def _core_level(segment, profile, smooth=_SMOOTH):
     mean, spread = profile
     z = (segment - mean[:, None]) / np.maximum(spread, _MIN_SPREAD_DB)[:, None]
     distance = np.abs(z - np.median(z, axis=0)).mean(axis=0)  # per frame, without a shared gain
-    distance = uniform_filter1d(distance, min(smooth, len(distance)), mode="nearest")
+    distance = uniform_filter1d(distance, min(smoothing, len(distance)), mode="nearest")
     middle = np.median(distance)
     core = distance >= middle + 0.5 * (distance.max() - middle)
     return segment[:, core].mean(axis=1), int(core.sum())

@@ -8,7 +8,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..features._spectral import LogMelTransformer, _SpectralTransformer
 from ..features._spectrum import SpectrumTransformer
-from ..models._frames import DEFAULT_WINDOW, windows_to_frames
+from ..models._frames import DEFAULT_WINDOW, window_starts, windows_to_frames
 
 __all__ = ["frame_scores"]
 
@@ -202,9 +202,7 @@ def _spectrum_frames(estimator, X, section, per_band, window):
     P, centres, frame_s = spectrum._frame_powers(X)
     n_clips, n_bins, n_frames = P.shape
     width, step = min(frames, n_frames), max(1, frames // 4)
-    starts = np.arange(0, n_frames - width + 1, step)
-    if starts[-1] != n_frames - width:  # the last window ends at the clip's end
-        starts = np.r_[starts, n_frames - width]
+    starts = window_starts(n_frames, width, step, cover_end=True)  # the last window ends at the clip's end
     kw = _section_kw(det, section)
 
     def anomaly(rows, repeat):

@@ -209,11 +209,6 @@ def load_model(path, verbose=True):
     return pipe
 
 
-def feature_step(pipe):
-    """The pipeline's first step when it turns audio into log-mel/MFCC features, else None."""
-    return pipe[0] if isinstance(pipe[0], _SpectralTransformer) else None
-
-
 def audio_step(pipe):
     """The pipeline's first step when it decodes audio at a sample rate ``sr``, else None."""
     sr = pipe[0].get_params().get("sr") if hasattr(pipe[0], "get_params") else None
@@ -221,24 +216,21 @@ def audio_step(pipe):
 
 
 def _check_model(pipe, path):
-    """The feature step's bands must be what the detector was fitted on."""
-    if isinstance(pipe[0], SpectrumTransformer) and len(pipe) == 2 and "n_features_in_" in vars(pipe[-1]):
-        bins = pipe[0].n_fft // 2 + 1
-        if bins != pipe[-1].n_features_in_:
-            raise UsageError(
-                f"{path}: the features do not match the model: its SpectrumTransformer makes n_fft // 2 + 1 = "
-                f"{bins} bins but its {type(pipe[-1]).__name__} was fitted on {pipe[-1].n_features_in_} "
-                "(n_features_in_)"
-            )
+    """The feature step's bands (mel bands, MFCCs or spectrum bins) must be what the detector was fitted on."""
+    feat, detector = pipe[0], pipe[-1]
+    if len(pipe) != 2 or "n_features_in_" not in vars(detector):
         return
-    feat, detector = feature_step(pipe), pipe[-1]
-    if feat is None or len(pipe) != 2 or "n_features_in_" not in vars(detector):
+    if isinstance(feat, SpectrumTransformer):
+        bands = feat.n_fft // 2 + 1
+        made = f"n_fft // 2 + 1 = {bands} bins"
+    elif isinstance(feat, _SpectralTransformer):
+        name, bands = ("n_mfcc", feat.n_mfcc) if hasattr(feat, "n_mfcc") else ("n_mels", feat.n_mels)
+        made = f"{name}={bands} bands"
+    else:
         return
-    name, bands = ("n_mfcc", feat.n_mfcc) if hasattr(feat, "n_mfcc") else ("n_mels", feat.n_mels)
     if bands != detector.n_features_in_:
         raise UsageError(
-            f"{path}: the features do not match the model: its {type(feat).__name__} makes "
-            f"{name}={bands} bands but its {type(detector).__name__} was fitted on "
-            f"{detector.n_features_in_} (n_features_in_)"
+            f"{path}: the features do not match the model: its {type(feat).__name__} makes {made} but its "
+            f"{type(detector).__name__} was fitted on {detector.n_features_in_} (n_features_in_)"
         )
 
