@@ -138,6 +138,19 @@ def _module_loaded_instance(value, module, attr):
     return isinstance(value, getattr(importlib.import_module(module), attr))
 
 
+def _restore_layout(arr, v, path, error):
+    """A fresh array (own, aligned memory, as a fitted one has) in the saved order and byte order."""
+    order = v.get("order", "C")
+    if order not in ("C", "F"):
+        raise error(path, f"unknown array order {order!r}")
+    if "dtype" in v:
+        dtype = np.dtype(str(v["dtype"]))
+        if dtype.kind not in "biuf" or dtype.newbyteorder("<") != arr.dtype.newbyteorder("<"):
+            raise error(path, f"array dtype {dtype} does not match its stored {arr.dtype}")
+        arr = arr.astype(dtype)
+    return np.array(arr, order=order, copy=True)
+
+
 # ------------------------------------------------------------------------ encoding
 class Encoder:
     """Turn an estimator into the JSON tree, collecting arrays into ``self.arrays``."""
@@ -157,6 +170,15 @@ class Encoder:
         key = path
         while key in self.arrays:  # paths are unique; guard anyway
             key += "_"
+        # safetensors holds C-ordered little-endian bytes. What else decides an output's bits on
+        # loading is recorded beside them: BLAS picks another kernel path for a Fortran-ordered
+        # matrix (PCA.components_ is one: 1e-17 differences after a round trip otherwise), and
+        # a big-endian array must come back big-endian.
+        if arr.flags.f_contiguous and not arr.flags.c_contiguous:
+            extra["order"] = "F"
+        if not arr.dtype.isnative or arr.dtype.byteorder == ">":
+            extra["dtype"] = arr.dtype.str
+            arr = arr.astype(arr.dtype.newbyteorder("<"))
         self.arrays[key] = arr if arr.flags.c_contiguous else arr.copy(order="C")
         return {"@": "ndarray", "key": key, **extra}
 
@@ -334,7 +356,7 @@ class Decoder:
         arr = self.arrays[key]
         if "torch_dtype" in v:
             return self._tensor(arr, v["torch_dtype"], path)
-        return arr
+        return _restore_layout(arr, v, path, self.error)
 
     def _tensor(self, arr, dtype, path):
         import torch

@@ -33,6 +33,8 @@ def assert_same(a, b, path="obj"):
     assert type(a) is type(b), f"{path}: {type(a)} != {type(b)}"
     if isinstance(a, np.ndarray):
         assert a.dtype == b.dtype and a.shape == b.shape, path
+        # memory order decides which BLAS path a product takes, hence its last bits
+        assert (a.flags.c_contiguous, a.flags.f_contiguous) == (b.flags.c_contiguous, b.flags.f_contiguous), path
         assert np.array_equal(a, b, equal_nan=a.dtype.kind == "f"), path
     elif isinstance(a, torch.Tensor):
         assert a.dtype == b.dtype and torch.equal(a, b), path
@@ -215,7 +217,8 @@ def test_plain_data_of_every_supported_kind_round_trips(tmp_path):
         "nested": (1, 2.5, None, True, "s", [np.float32(3.5), np.int64(-7), np.bool_(True), np.str_("x")]),
         3: float("nan"), ("k", 1): -math.inf, "inf": math.inf,
         "arrays": [np.arange(6, dtype=np.uint16).reshape(2, 3), np.zeros((0, 4)), np.array(2.0),
-                   np.array(["a", None, 1], dtype=object), np.array([["x", "yy"]]), np.asfortranarray(np.eye(3))],
+                   np.array(["a", None, 1], dtype=object), np.array([["x", "yy"]]), np.asfortranarray(np.eye(3)),
+                   np.arange(6, dtype=">f8").reshape(3, 2), np.asfortranarray(np.arange(6, dtype=">i4").reshape(2, 3))],
         "tensors": [torch.arange(4.0).reshape(2, 2), torch.ones(3, dtype=torch.bfloat16)],
         "types": [np.float32, np.dtype("int16"), torch.device("cpu"), np.mean],
         "rng": np.random.RandomState(3),
