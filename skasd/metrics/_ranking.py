@@ -225,7 +225,10 @@ def dcase_result_table(y_true, y_score, y_pred, groups, domains, max_fpr=0.1):
     domain's normals and all the section's anomalies), ``"pAUC"`` (all the section's clips),
     ``"pAUC (source)"``, ``"pAUC (target)"`` (that domain's clips only), and per domain
     ``"precision"``, ``"recall"`` and ``"F1 score"`` of the decisions ``y_pred`` (1 =
-    anomaly) on that domain's clips. The rows are the sections, then ``"arithmetic mean"``
+    anomaly) on that domain's clips, normals and anomalies: the official
+    ``dcase2023_task2_evaluator.py`` and the 2023 baseline's test count the confusion matrix on
+    the domain's clips alone, unlike the AUC, and give 0 (not NaN) where nothing is flagged.
+    The rows are the sections, then ``"arithmetic mean"``
     and ``"harmonic mean"`` (floored at ``sys.float_info.epsilon`` as the evaluator does).
 
     Parameters

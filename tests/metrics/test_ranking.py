@@ -221,6 +221,38 @@ def test_result_table_matches_the_official_definitions():
     np.testing.assert_allclose(table[report.columns].to_numpy(float), report.to_numpy(float))
 
 
+def test_result_table_decisions_by_hand_as_the_official_evaluator():
+    """Counted by hand, with the official evaluator's definitions (dcase2023_task2_evaluator.py and
+    the 2023 baseline's test(): AUC per domain on that domain's normals plus all the section's
+    anomalies, but precision, recall and F1 per domain on that domain's clips alone)."""
+    from skasd.metrics import dcase_result_table
+
+    #         source: 4 normals, 2 anomalies   target: 2 normals, 2 anomalies
+    domains = ["source"] * 6 + ["target"] * 4
+    y = [0, 0, 0, 0, 1, 1, 0, 0, 1, 1]
+    pred = [1, 0, 0, 0, 1, 0, 0, 1, 1, 1]
+    score = [0.5, 0.1, 0.2, 0.3, 0.9, 0.4, 0.15, 0.6, 0.8, 0.7]
+    row = dcase_result_table(y, score, pred, ["00"] * 10, domains).loc["00"]
+    # source clips: tp 1 (anomaly flagged), fp 1 (a normal flagged), fn 1 (an anomaly missed)
+    assert (row["precision (source)"], row["recall (source)"], row["F1 score (source)"]) == pytest.approx((0.5, 0.5, 0.5))
+    # target clips: tp 2, fp 1, fn 0 -> 2/3, 1, 0.8. Counting the source anomalies in as well (as
+    # the AUC does) would give tp 3, fp 1, fn 1 -> 0.75, 0.75, 0.75: not the evaluator's figure
+    assert (row["precision (target)"], row["recall (target)"], row["F1 score (target)"]) == pytest.approx((2 / 3, 1.0, 0.8))
+    # AUC (source): source normals .5 .1 .2 .3 against all anomalies .9 .4 .8 .7: 15 of 16 pairs
+    assert row["AUC (source)"] == pytest.approx(15 / 16)
+    # AUC (target): target normals .15 .6 against .9 .4 .8 .7: 7 of 8 pairs
+    assert row["AUC (target)"] == pytest.approx(7 / 8)
+
+
+def test_result_table_with_no_clip_flagged_gives_zero_as_the_evaluator():
+    from skasd.metrics import dcase_result_table
+
+    domains = ["source"] * 4 + ["target"] * 4
+    row = dcase_result_table([0, 0, 1, 1] * 2, [0.1, 0.2, 0.3, 0.4] * 2, [0] * 8, ["00"] * 8, domains).loc["00"]
+    for d in ("source", "target"):  # tp / max(tp + fp, eps) and the like: 0, not NaN
+        assert (row[f"precision ({d})"], row[f"recall ({d})"], row[f"F1 score ({d})"]) == (0.0, 0.0, 0.0)
+
+
 def test_result_table_errors():
     from skasd.metrics import dcase_result_table
 
