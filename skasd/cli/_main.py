@@ -120,7 +120,7 @@ def build_parser():
                        help="the recommended detectors beside the report's autoencoders, on generated or real data")
     p.add_argument("--data", help="a DCASE folder of one machine type to compare on instead of generated sounds")
     p.add_argument("--out", default="skasd-demo", help="output folder (default: ./skasd-demo)")
-    p.add_argument("--max-epochs", type=int, default=10, help="training epochs (default: 10)")
+    p.add_argument("--max-epochs", type=int, default=5, help="training epochs (default: 5)")
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -181,7 +181,7 @@ def _demo_table(name, y, score, decision, test, seconds):
     return rep, head
 
 
-def run_demo(out="skasd-demo", max_epochs=10, verbose=True, data=None, models=DEMO_MODELS):
+def run_demo(out="skasd-demo", max_epochs=5, verbose=True, data=None, models=DEMO_MODELS):
     """The recommended detectors beside the founding report's autoencoders, side by side.
 
     Without ``data``: generated sounds of 4 units (machine IDs) of one product, in DCASE 2020
