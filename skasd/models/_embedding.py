@@ -125,7 +125,8 @@ class ClassifierEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     max_epochs : int, default=30
         Training epochs (fewer with ``early_stopping``).
     batch_size : int, default=32
-        Crops per training batch; also the patch budget of a ``transform`` chunk.
+        Crops per training batch; on a GPU also the patch budget of a ``transform`` chunk
+        (the CPU embeds one clip at a time, so a clip's embedding does not depend on the others).
     lr : float, default=1e-3
         Learning rate of the optimiser.
     {optimizer}
