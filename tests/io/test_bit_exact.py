@@ -16,8 +16,12 @@ from pathlib import Path
 import pytest
 from threadpoolctl import threadpool_info
 
-# kernel -> the CPU flag it needs (Prescott: SSE3, every x86-64 CPU since 2004)
-KERNELS = {"Prescott": "sse3", "Sandybridge": "avx", "Haswell": "avx2"}
+# kernel -> the CPU flag it needs (Prescott: SSE3, every x86-64 CPU since 2004; /proc/cpuinfo
+# calls SSE3 "pni": with "sse3" here the Prescott case was always skipped)
+KERNELS = {"Prescott": "pni", "Sandybridge": "avx", "Haswell": "avx2"}
+# what threadpoolctl reports once a kernel is forced: builds without OpenBLAS's oldest kernels
+# (numpy's and scipy's wheels) alias Katmai, Coppermine and Northwood to Prescott and name it Katmai
+REPORTED = {"Prescott": {"Prescott", "Katmai"}}
 
 SCRIPT = r"""
 import json, os, sys, warnings
@@ -84,6 +88,6 @@ def test_loaded_model_is_bit_identical_under_forced_blas_kernel(kernel, tmp_path
     result = json.loads(run.stdout.strip().splitlines()[-1])
     arch = result.pop("arch")
     if kernel != "default":  # the kernel was really forced, or this test proves nothing
-        assert arch and set(arch) == {kernel}, f"OPENBLAS_CORETYPE={kernel} ran {arch}"
+        assert arch and set(arch) <= REPORTED.get(kernel, {kernel}), f"OPENBLAS_CORETYPE={kernel} ran {arch}"
     differ = {name: diff for name, diff in result.items() if diff is not None}
     assert not differ, f"scores differ after save/load under {kernel} ({arch}): max abs diff {differ}"
