@@ -11,15 +11,12 @@ call, so the CPU scores one clip per forward pass. These tests force the kernels
 """
 
 import json
-import os
 import platform
 import re
-import subprocess
-import sys
 
 import pytest
 
-from tests.io.test_bit_exact import _cpu_flags
+from tests._forced_kernels import cpu_flags, run_forced
 
 # MKL instruction set -> the CPU flag it needs
 KERNELS = {"AVX2": "avx2", "SSE4_2": "sse4_2"}
@@ -67,7 +64,7 @@ def _kernels():
 
     if not torch.backends.mkl.is_available():
         return []
-    flags = _cpu_flags()
+    flags = cpu_flags()
     return [k for k, flag in KERNELS.items() if flag in flags]
 
 
@@ -75,16 +72,11 @@ def _kernels():
 def test_clip_scores_do_not_depend_on_the_chunk_under_forced_mkl_kernel(kernel):
     if kernel != "default" and kernel not in _kernels():
         pytest.skip(f"MKL kernel {kernel} cannot be forced here (not x86-64 MKL, or no CPU support)")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    env.pop("MKL_ENABLE_INSTRUCTIONS", None)
-    if kernel != "default":
-        env["MKL_ENABLE_INSTRUCTIONS"] = kernel
-    run = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-2000:]
+    stdout = run_forced(SCRIPT, [], "MKL_ENABLE_INSTRUCTIONS", kernel, MKL_NUM_THREADS="1")
     if kernel != "default":  # the kernel was really forced, or this test proves nothing
-        banner = next((line for line in run.stdout.splitlines() if line.startswith("MKL_VERBOSE oneMKL")), "")
+        banner = next((line for line in stdout.splitlines() if line.startswith("MKL_VERBOSE oneMKL")), "")
         wanted = {"AVX2": r"\(Intel\(R\) AVX2\)", "SSE4_2": r"\(Intel\(R\) SSE4\.2\)"}[kernel]
         assert re.search(wanted, banner), f"MKL_ENABLE_INSTRUCTIONS={kernel} ran: {banner!r}"
-    result = json.loads(next(l for l in run.stdout.splitlines() if l.startswith("RESULT "))[len("RESULT "):])
+    result = json.loads(next(l for l in stdout.splitlines() if l.startswith("RESULT "))[len("RESULT "):])
     differ = {name: diffs for name, diffs in result.items() if diffs}
     assert not differ, f"chunked outputs differ from one call under MKL {kernel}: {{chunk: max abs diff}} {differ}"
