@@ -39,7 +39,9 @@ _PARAMETERS = """\
 max_epochs : int, default={max_epochs}
     Training epochs (fewer with ``early_stopping``).
 batch_size : int, default={batch_size}
-    {window}s per training batch; also the window budget of a scoring chunk.
+    {window}s per training batch; also the window budget of a scoring chunk, except
+    that the CPU scores clips of 3-D input one at a time, so that a clip's score does not
+    depend on the clips scored with it.
 lr : float, default=1e-3
     Learning rate.
 {optimizer}
@@ -241,8 +243,8 @@ class BaseAEDetector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseTorc
     def _per_clip(self, X, width, hop, method):
         """Mean over each clip's windows of ``module.<method>(windows)``, as float64.
 
-        Clips are processed in chunks of about ``batch_size`` windows; each chunk is
-        unfolded into its windows on the device.
+        Clips are processed in chunks of about ``batch_size`` windows, one clip at a time on
+        the CPU (``_map_clips``); each chunk is unfolded into its windows on the device.
         """
         module, n_win, n_mels = self.net_.module_, _n_windows(X.shape[2], width, hop), X.shape[1]
 

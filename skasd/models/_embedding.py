@@ -125,7 +125,9 @@ class ClassifierEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     max_epochs : int, default=30
         Training epochs (fewer with ``early_stopping``).
     batch_size : int, default=32
-        Crops per training batch; also the patch budget of a ``transform`` chunk.
+        Crops per training batch; also the patch budget of a ``transform`` chunk, except that
+        the CPU embeds clips of several patches one at a time, so that a clip's embedding does
+        not depend on the clips embedded with it.
     lr : float, default=1e-3
         Learning rate of the optimiser.
     {optimizer}

@@ -48,8 +48,9 @@ class _CNNAEAs2D(CNNAE):
 
 
 _BATCH_ROUNDING = (
-    "float32 network: BLAS kernels depend on the batch size, so scores of a sub-batch "
-    "differ from the full batch in the last bits (~1e-6 relative) > the check's 1e-7"
+    "float32 network on 2-D input, whose rows (one item each) are scored batch_size at a time "
+    "(clips of 3-D input go one at a time): BLAS kernels depend on the batch size, so "
+    "scores of a sub-batch differ from the full batch in the last bits (~1e-6 relative) > the check's 1e-7"
 )
 _REFUSES_2D = (
     "CNNAE refuses 2-D input by design (it needs (n_clips, n_mels, n_frames) clips) and "

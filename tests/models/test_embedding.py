@@ -59,8 +59,9 @@ class _EmbeddingOn2D(ClassifierEmbedding):
 
 
 _BATCH_ROUNDING = (
-    "float32 network: BLAS kernels depend on the batch size, so the embeddings of a "
-    "sub-batch differ from the full batch in the last bits (~1e-6 relative) > the check's 1e-7"
+    "float32 network on 2-D input, whose rows (one item each) are scored batch_size at a time "
+    "(clips of 3-D input go one at a time): BLAS kernels depend on the batch size, so "
+    "the embeddings of a sub-batch differ from the full batch in the last bits (~1e-6 relative) > the check's 1e-7"
 )
 
 

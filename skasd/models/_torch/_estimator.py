@@ -260,14 +260,20 @@ class BaseTorchEstimator(BaseEstimator):
     def _map_clips(self, X, items_per_clip, fn):
         """``fn(chunk)`` for chunks of the clips ``X``, stacked as a float64 array.
 
-        Chunks hold about ``batch_size`` items (``items_per_clip`` per clip); each is a
-        float32 tensor on the device of the module (also where an accelerator put it), read
-        chunk by chunk from a FeatureStore. ``fn`` runs in eval mode without gradients and
-        returns one row per clip.
+        On the CPU a chunk is one clip of several items, so that a clip's output does not
+        depend on the clips scored with it: a float32 matmul of ``k`` clips' items rounds
+        differently from one of ``j``, depending on the MKL kernel (a DenseAE scoring 12 clips
+        one at a time and all at once disagreed by 1e-7 relative under AVX2). Rows of 2-D input
+        (one item each) and all clips elsewhere go in chunks of about ``batch_size`` items
+        (``items_per_clip`` per clip), as GPUs want: a forward pass per row would cost 75x, so
+        such rows may round differently in another chunk. A chunk is a float32 tensor on the
+        device of the module (also where an accelerator put it), read chunk by chunk from a
+        FeatureStore. ``fn`` runs in eval mode without gradients and returns one row per clip.
         """
         module = self.net_.module_
         device = next(module.parameters()).device
-        chunk = max(1, self.batch_size // items_per_clip)
+        one_clip = device.type == "cpu" and items_per_clip > 1
+        chunk = 1 if one_clip else max(1, self.batch_size // items_per_clip)
         stream = isinstance(X, FeatureStore)
         module.eval()
         out = None  # filled in place: no per-chunk objects left between the chunks' temporaries
