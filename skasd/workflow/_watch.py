@@ -149,13 +149,13 @@ class Monitor:
     >>> pipe = build_pipeline("knn", {"n_neighbors": 2}, verbose=False)
     >>> pipe = pipe.fit([os.path.join(train, f) for f in sorted(os.listdir(train))])
     >>> log = os.path.join(root, "watch.jsonl")
-    >>> monitor = Monitor(pipe, os.path.join(root, "fan", "test"), log, interval=0)
+    >>> monitor = skasd.Monitor(pipe, os.path.join(root, "fan", "test"), log, interval=0)
     >>> _ = monitor.run(once=True)
-    >>> monitor.n_scored_
-    10
-    >>> _ = Monitor(pipe, os.path.join(root, "fan", "test"), log, interval=0).run(once=True)  # nothing new
+    >>> monitor.n_scored_  # the 2 held-out normals and the 2 anomalies
+    4
+    >>> _ = skasd.Monitor(pipe, os.path.join(root, "fan", "test"), log, interval=0).run(once=True)  # nothing new
     >>> sum(1 for _ in open(log))
-    10
+    4
     """
 
     def __init__(self, model, data, log, *, interval=10.0, on_anomaly=None, window=50, alpha=ALPHA,
