@@ -162,7 +162,7 @@ def cmd_watch(args):
                                           "stop with Ctrl-C or SIGTERM") + f"; records go to {args.log}")
     flagged = monitor.run(once=args.once)
     _log(args, f"{monitor.n_scored_} clip(s) scored, {flagged} flagged, {monitor.n_errors_} could not be decoded")
-    return 1 if args.once and flagged else 0
+    return 1 if args.once and args.fail_on_anomaly and flagged else 0
 
 
 def cmd_explain(args):

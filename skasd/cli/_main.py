@@ -1,7 +1,7 @@
 """The ``skasd`` command line: train, models, score, watch, evaluate, reproduce, demo.
 
 Every command prints progress unless ``--quiet``. Exit codes: 0 done; 1 only from
-``score --fail-on-anomaly`` and ``watch --once`` when a clip is flagged; 2 for every failure (bad input, a file
+``score --fail-on-anomaly`` and ``watch --once --fail-on-anomaly`` when a clip is flagged; 2 for every failure (bad input, a file
 that does not decode, ...) with a one-line message naming the problem (``--debug`` shows the
 traceback); 130 when interrupted.
 """
@@ -97,8 +97,10 @@ def build_parser():
     p.add_argument("--data", required=True, help="folder to watch (recursively: .wav, .flac)")
     p.add_argument("--log", required=True, metavar="LOG.jsonl",
                    help="JSON-lines log: one record per scored clip, error and drift; what was scored")
-    p.add_argument("--once", action="store_true",
-                   help="score what is new and exit (for cron): status 1 when a clip was flagged, else 0")
+    p.add_argument("--once", action="store_true", help="score what is new and exit (for cron)")
+    p.add_argument("--fail-on-anomaly", action="store_true",
+                   help="with --once, exit with status 1 when a clip was flagged (0 when none was; failures "
+                        "always exit 2), as 'score --fail-on-anomaly'")
     p.add_argument("--interval", type=_seconds, default=10.0, metavar="S",
                    help="seconds between polls, and how long a file must be unchanged to count as complete "
                         "(default: 10)")

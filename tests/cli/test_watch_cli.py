@@ -62,9 +62,14 @@ def _anomalies(setup, tmp_path, copies):
 def test_exit_codes(setup, tmp_path, capsys):
     log = tmp_path / "w.jsonl"
     args = ["watch", "--model", str(setup / "m.skasd"), "--log", str(log), "--once", "--interval", "0", "--quiet"]
-    assert main([*args, "--data", str(setup / "clips")]) == 1  # anomalies flagged
-    assert main([*args, "--data", str(setup / "clips")]) == 0  # nothing new, nothing flagged
+    assert main([*args, "--data", str(setup / "clips")]) == 0  # anomalies flagged, as `score` without the flag
     assert len(_lines(log)) == 14
+    (setup / "clips" / "more").mkdir()
+    flagged = next(json.loads(line)["path"] for line in _lines(log) if json.loads(line)["flagged"])
+    shutil.copy(flagged, setup / "clips" / "more")
+    assert main([*args, "--fail-on-anomaly", "--data", str(setup / "clips")]) == 1  # a new clip flagged
+    assert main([*args, "--fail-on-anomaly", "--data", str(setup / "clips")]) == 0  # nothing new
+    shutil.rmtree(setup / "clips" / "more")
     capsys.readouterr()
     assert main([*args, "--data", str(tmp_path / "missing")]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [f"skasd watch: error: data folder not found: "
@@ -88,7 +93,7 @@ def test_kill_9_mid_run_then_resume_each_clip_once(setup, tmp_path):
     assert 3 <= killed_at < 30
     with open(log, "ab") as f:  # as if killed in the middle of a write
         f.write(b'{"event": "score", "path": "/x')
-    proc = _skasd(*cmd)
+    proc = _skasd(*cmd, "--fail-on-anomaly")
     assert proc.wait(timeout=120) == 1, proc.stderr.read()
     records = [json.loads(line) for line in _lines(log)]  # every line valid JSON
     paths = [r["path"] for r in records if r["event"] == "score"]
