@@ -263,3 +263,12 @@ def test_read_records_skips_a_torn_last_line(tmp_path):
     log = tmp_path / "w.jsonl"
     log.write_text('{"event": "score", "path": "a"}\n{"event": "sco')
     assert list(read_records(log)) == [{"event": "score", "path": "a"}]
+
+
+def test_model_without_training_quartiles_runs_the_flag_rate_test_only(model, watched, tmp_path):
+    pipe = skasd.load(model)
+    del pipe[-1].train_score_quartiles_  # as in model files of earlier versions
+    monitor = Monitor(pipe, watched, tmp_path / "w.jsonl", interval=0, window=5)
+    with pytest.warns(UserWarning, match="only the flag-rate drift test runs"):
+        monitor.run(once=True)
+    assert monitor.n_scored_ == 14 and set(monitor.drift_tests([0.0] * 5, [False] * 5)) == {"flag_rate"}
