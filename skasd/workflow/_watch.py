@@ -113,8 +113,8 @@ class Monitor:
         JSON-lines log (created if missing). One writer at a time: a second monitor of the
         same log raises :class:`~skasd.exceptions.UsageError`.
     interval : float, default=10.0
-        Seconds between polls, and how long a file's size and modification time must be
-        stable before it counts as complete.
+        Seconds between polls (at least 0.1), and how long a file's size and modification
+        time must be stable before it counts as complete.
     on_anomaly : str, default=None
         Shell command run for each flagged clip with its record (one JSON line) on its
         standard input. A failure (non-zero exit, or 60 s without finishing) is logged as an
@@ -223,7 +223,7 @@ class Monitor:
                 self._replay(log)
                 while True:
                     self._poll()
-                    if once or self._stop.wait(self.interval):
+                    if once or self._stop.wait(max(self.interval, 0.1)):  # no busy loop at interval 0
                         break
         finally:
             for sig, handler in previous.items():
