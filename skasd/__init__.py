@@ -39,6 +39,7 @@ _LAZY = {
     "model_info": "skasd.io",
     "ModelFileError": "skasd.exceptions",
     "write_submission": "skasd.io",
+    "Monitor": "skasd.workflow",
 }
 _SUBMODULES = (
     "datasets", "exceptions", "features", "inspection", "io", "metrics", "model_selection", "models", "plot", "report",

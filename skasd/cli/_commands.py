@@ -22,6 +22,7 @@ from ..utils._atomic import write_text_atomic
 from ..workflow import (
     DEFAULT_MODEL,
     FeaturesOnDemand,
+    Monitor,
     anomaly_thresholds,
     build_pipeline,
     clip_hashes,
@@ -152,6 +153,16 @@ def cmd_score(args):
         for path in write_frame_scores(pipe, clips, args.out, args.chunk_size, progress=not args.quiet):
             _log(args, f"wrote {path}")
     return _flagged_exit(args, pipe, clips, score, decision)
+
+
+def cmd_watch(args):
+    monitor = Monitor(args.model, args.data, args.log, interval=args.interval, on_anomaly=args.on_anomaly,
+                      window=args.window, verbose=not args.quiet)
+    _log(args, f"watching {args.data}" + (" (once)" if args.once else f" every {args.interval:g} s; "
+                                          "stop with Ctrl-C or SIGTERM") + f"; records go to {args.log}")
+    flagged = monitor.run(once=args.once)
+    _log(args, f"{monitor.n_scored_} clip(s) scored, {flagged} flagged, {monitor.n_errors_} could not be decoded")
+    return 1 if args.once and args.fail_on_anomaly and flagged else 0
 
 
 def cmd_explain(args):

@@ -1,7 +1,7 @@
-"""The ``skasd`` command line: train, models, score, evaluate, reproduce, demo.
+"""The ``skasd`` command line: train, models, score, watch, evaluate, reproduce, demo.
 
 Every command prints progress unless ``--quiet``. Exit codes: 0 done; 1 only from
-``score --fail-on-anomaly`` when a clip is flagged; 2 for every failure (bad input, a file
+``score --fail-on-anomaly`` and ``watch --once --fail-on-anomaly`` when a clip is flagged; 2 for every failure (bad input, a file
 that does not decode, ...) with a one-line message naming the problem (``--debug`` shows the
 traceback); 130 when interrupted.
 """
@@ -13,7 +13,7 @@ import warnings
 from ..exceptions import UsageError
 from ..io import FORMATS
 from ..workflow import CHUNK_SIZE, DEFAULT_MODEL, MODELS, SINGLE_DOMAIN_MODEL
-from ._commands import cmd_demo, cmd_evaluate, cmd_explain, cmd_models, cmd_reproduce, cmd_score, cmd_train
+from ._commands import cmd_demo, cmd_evaluate, cmd_explain, cmd_models, cmd_reproduce, cmd_score, cmd_train, cmd_watch
 
 
 class _Parser(argparse.ArgumentParser):
@@ -26,6 +26,13 @@ def _positive_int(text):
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _seconds(text):
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, got {text}")
     return value
 
 
@@ -84,6 +91,25 @@ def build_parser():
                         "(frame_scores_<machine>_<section>.csv: file, frame, time_s, frame_score)")
     p.set_defaults(func=cmd_score)
 
+    p = sub.add_parser("watch", parents=[common],
+                       help="score each new recording of a folder once into a JSON-lines log; warn of drift")
+    p.add_argument("--model", required=True, help="model file written by 'skasd train'")
+    p.add_argument("--data", required=True, help="folder to watch (recursively: .wav, .flac)")
+    p.add_argument("--log", required=True, metavar="LOG.jsonl",
+                   help="JSON-lines log: one record per scored clip, error and drift; what was scored")
+    p.add_argument("--once", action="store_true", help="score what is new and exit (for cron)")
+    p.add_argument("--fail-on-anomaly", action="store_true",
+                   help="with --once, exit with status 1 when a clip was flagged (0 when none was; failures "
+                        "always exit 2), as 'score --fail-on-anomaly'")
+    p.add_argument("--interval", type=_seconds, default=10.0, metavar="S",
+                   help="seconds between polls, and how long a file must be unchanged to count as complete "
+                        "(default: 10)")
+    p.add_argument("--on-anomaly", metavar="CMD",
+                   help="shell command run for each flagged clip, with its record (JSON) on standard input")
+    p.add_argument("--window", type=_positive_int, default=50, metavar="N",
+                   help="recent clips the drift tests look at (default: 50)")
+    p.set_defaults(func=cmd_watch)
+
     p = sub.add_parser("explain", parents=[common],
                        help="say when in each clip the anomaly is and which frequency bands changed")
     p.add_argument("--model", required=True, help="model file written by 'skasd train'")
@@ -98,7 +124,9 @@ def build_parser():
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("evaluate", parents=[common], help="AUC/pAUC per ID/section and result.csv")
-    data_args(p)
+    p.add_argument("--data", required=True,
+                   help="DCASE/MIMII folder (dataset root or one machine type), or the LOG.jsonl of 'skasd watch'")
+    p.add_argument("--machine-type", help="machine type to use when DATA holds several")
     scoring_args(p)
     p.add_argument("--out", default=".", help="folder for result.csv (default: .)")
     p.add_argument("--plot", metavar="OUTDIR", help="also write ROC and score-histogram plots")

@@ -49,11 +49,10 @@ def _fix_length(y, n):
     return np.pad(y, pad)
 
 
-def _wav_truncation(path):
-    """Message if a RIFF/WAVE file holds fewer data bytes than its header declares, else None.
-
-    libsndfile silently shortens such files, so this is checked by hand.
-    """
+def _wav_data_chunk(path):
+    """``(declared, available)`` bytes of a RIFF/WAVE file's data chunk: the size its header
+    declares (0 and 0xFFFFFFFF mean "unknown": a streamed or RF64 file) and the bytes the
+    file holds after the chunk header. None for another format or a file without a data chunk."""
     size = os.path.getsize(path)
     with open(path, "rb") as f:
         head = f.read(12)
@@ -64,15 +63,22 @@ def _wav_truncation(path):
             f.seek(pos)
             chunk_id, chunk_size = struct.unpack("<4sI", f.read(8))
             if chunk_id == b"data":
-                available = size - pos - 8
-                # 0 and 0xFFFFFFFF mean "unknown size" (streamed or RF64 files).
-                if chunk_size not in (0, 0xFFFFFFFF) and available < chunk_size:
-                    return (
-                        f"truncated: its header declares {chunk_size} bytes of audio data "
-                        f"but the file holds only {available}"
-                    )
-                return None
+                return chunk_size, size - pos - 8
             pos += 8 + chunk_size + (chunk_size & 1)
+    return None
+
+
+def _wav_truncation(path):
+    """Message if a RIFF/WAVE file holds fewer data bytes than its header declares, else None.
+
+    libsndfile silently shortens such files, so this is checked by hand.
+    """
+    chunk = _wav_data_chunk(path)
+    if chunk is None:
+        return None
+    declared, available = chunk
+    if declared not in (0, 0xFFFFFFFF) and available < declared:
+        return f"truncated: its header declares {declared} bytes of audio data but the file holds only {available}"
     return None
 
 

@@ -66,6 +66,8 @@ net_ : skorch.NeuralNet
     per-epoch ``train_loss`` and ``valid_loss``.
 offset_ : float
     ``decision_function = score_samples - offset_``.
+train_score_quartiles_ : ndarray of shape (3,)
+    Quartiles of the training clips' anomaly scores (the normal spread drift is measured against).
 loc_, scale_ : float
     Scalar input normalisation ``(X - loc_) / scale_`` fitted on the training clips
     ({normalisation}).

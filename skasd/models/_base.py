@@ -42,8 +42,10 @@ class BaseDetector(OutlierMixin, BaseEstimator):
     }
 
     def _set_offset(self, train_scores):
-        """Set ``offset_`` from the training clips' ``score_samples`` by ``contamination``."""
+        """Set ``offset_`` from the training clips' ``score_samples`` by ``contamination``, and
+        ``train_score_quartiles_``: what a monitor compares new clips' scores with."""
         self.offset_ = self._offset(train_scores)
+        self.train_score_quartiles_ = np.quantile(-np.asarray(train_scores, dtype=np.float64), [0.25, 0.5, 0.75])
 
     def _offset(self, train_scores):
         """The ``contamination`` rule: the threshold for these training ``score_samples``."""

@@ -73,6 +73,8 @@ class ScoreFusion(BaseDetector, _BaseComposition):
         Weights of the fitted sub-detectors, normalised to sum to 1.
     offset_ : float
         Threshold of ``decision_function``, from the fused training scores.
+    train_score_quartiles_ : ndarray of shape (3,)
+        Quartiles of the training clips' anomaly scores (the normal spread drift is measured against).
 
     See Also
     --------

@@ -400,6 +400,8 @@ class KNNDetector(_InlierDetector):
     {groups}
     offset_ : float
         Threshold of ``decision_function``, from the leave-one-out training scores.
+    train_score_quartiles_ : ndarray of shape (3,)
+        Quartiles of the training clips' anomaly scores (the normal spread drift is measured against).
     n_features_in_ : int
         Number of features (or mel bands for 3-D input) seen in ``fit``.
 
@@ -532,6 +534,8 @@ class MahalanobisDetector(_InlierDetector):
     {groups}
     offset_ : float
         Threshold of ``decision_function``, from the training clips' in-sample scores.
+    train_score_quartiles_ : ndarray of shape (3,)
+        Quartiles of the training clips' anomaly scores (the normal spread drift is measured against).
     n_features_in_ : int
         Number of features (or mel bands for 3-D input) seen in ``fit``.
 
@@ -617,6 +621,8 @@ class GMMDetector(_InlierDetector):
         Most EM iterations any group's mixture ran.
     offset_ : float
         Threshold of ``decision_function``, from the training clips' in-sample scores.
+    train_score_quartiles_ : ndarray of shape (3,)
+        Quartiles of the training clips' anomaly scores (the normal spread drift is measured against).
     n_features_in_ : int
         Number of features (or mel bands for 3-D input) seen in ``fit``.
 

@@ -44,6 +44,8 @@ class SectionwiseDetector(SectionScoringMixin, BaseDetector):
         Section label -> threshold from that section's training clips' scores.
     offset_ : float
         Threshold of all training clips, each scored by its own section's model.
+    train_score_quartiles_ : ndarray of shape (3,)
+        Quartiles of the training clips' anomaly scores (the normal spread drift is measured against).
 
     Examples
     --------

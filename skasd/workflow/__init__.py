@@ -7,6 +7,9 @@
 - ``_explain``: explanations of audio files (:func:`explain_files`, printed by
   :func:`format_explanation`) and their frame scores beside the submission files
   (:func:`write_frame_scores`).
+- ``_log`` and ``_watch``: what ``skasd watch`` does: :class:`Monitor` scores each new file of a
+  folder once into a JSON-lines log (:class:`WatchLog`, read back by :func:`read_records`,
+  its clips by :func:`log_clips`) and tests the recent scores for drift.
 - ``_experiment``: the founding report's experiment (:func:`reproduce_report`), the demo
   (:func:`run_demo`) and the evaluation plots (:func:`write_plots`).
 
@@ -27,6 +30,7 @@ from ._pipeline import (
     load_model,
     save_model,
 )
+from ._log import WatchLog, log_clips, read_records
 from ._scoring import (
     CHUNK_SIZE,
     FeaturesOnDemand,
@@ -38,6 +42,7 @@ from ._scoring import (
     section_labels,
     warn_in_sample,
 )
+from ._watch import Monitor
 
 __all__ = [
     "CHUNK_SIZE",
@@ -46,6 +51,8 @@ __all__ = [
     "REPORT_ROWS",
     "SINGLE_DOMAIN_MODEL",
     "FeaturesOnDemand",
+    "Monitor",
+    "WatchLog",
     "anomaly_thresholds",
     "build_pipeline",
     "clip_hashes",
@@ -57,7 +64,9 @@ __all__ = [
     "format_explanation",
     "load_clips",
     "load_model",
+    "log_clips",
     "report_models",
+    "read_records",
     "reproduce_report",
     "run_demo",
     "save_model",

@@ -13,6 +13,7 @@ from ..exceptions import AudioError, ModelFileError, UsageError
 from ..features._audio import load_audio
 from ..io import model_info
 from ..utils._validation import listing
+from ._log import log_clips
 from ._pipeline import audio_step
 
 __all__ = ["CHUNK_SIZE", "FeaturesOnDemand", "load_clips", "score_clips", "score_stream", "section_labels",
@@ -24,11 +25,14 @@ CHUNK_SIZE = 256
 def load_clips(data, machine_type=None, split=None):
     """Rows of :func:`skasd.datasets.load_dcase` for one machine type (and ``split``).
 
-    A missing folder, no clips of ``split`` or several machine types raise
-    :class:`~skasd.exceptions.UsageError`.
+    ``data`` may also be the JSON-lines log of ``skasd watch`` (a ``.jsonl`` file): its scored
+    clips (:func:`log_clips`). A missing folder, no clips of ``split`` or several machine types
+    raise :class:`~skasd.exceptions.UsageError`.
     """
     if not Path(data).exists():
         raise UsageError(f"data folder not found: {data}")
+    if Path(data).is_file() and Path(data).suffix == ".jsonl":
+        return log_clips(data)
     clips = load_dcase(data, machine_type=machine_type)
     if split is not None and clips["split"].notna().any():
         clips = clips[clips["split"] == split]

@@ -395,3 +395,12 @@ def test_per_section_loop_of_the_user_guide():
     # each section's model saw only its own training clips
     id0 = train[train.section_or_id == "id_00"]
     assert_allclose(models["id_00"][0].mean_, F(id0).mean(axis=0), rtol=1e-6)
+
+
+def test_train_score_quartiles_are_those_of_the_training_scores():
+    # what `skasd watch` measures a drift of the median score against
+    from skasd import MahalanobisDetector
+
+    X = np.random.default_rng(0).normal(size=(40, 3))
+    det = MahalanobisDetector().fit(X)
+    np.testing.assert_allclose(det.train_score_quartiles_, np.quantile(det.anomaly_score(X), [0.25, 0.5, 0.75]))

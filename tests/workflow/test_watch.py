@@ -1,0 +1,274 @@
+import json
+import os
+import threading
+import time
+import tracemalloc
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+import skasd
+from skasd.datasets import make_machine_sounds
+from skasd.exceptions import UsageError
+from skasd.workflow import Monitor, WatchLog, build_pipeline, load_clips, read_records, score_clips
+
+
+@pytest.fixture(scope="module")
+def sounds():
+    """1 s generated clips of one machine: 24 normals and 6 anomalies."""
+    return make_machine_sounds(n_normal=24, n_anomaly=6, duration=1.0, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def model(sounds, tmp_path_factory):
+    """A k-NN on log-mel statistics fitted on the first 16 normals, saved as a model file."""
+    normal = np.flatnonzero(sounds.target == 0)
+    pipe = build_pipeline("knn", {"n_neighbors": 2}, verbose=False).fit(sounds.data[normal[:16]])
+    path = tmp_path_factory.mktemp("model") / "m.skasd"
+    skasd.save(pipe, path)
+    return path
+
+
+def _write(folder, sounds, rows, gain=1.0, prefix="1"):
+    folder.mkdir(parents=True, exist_ok=True)
+    names = []
+    for i in rows:
+        label = "anomaly" if sounds.target[i] else "normal"
+        name = folder / f"{label}_id_00_{prefix}{i:04d}.wav"
+        sf.write(name, np.clip(sounds.data[i] * gain, -1, 1), sounds.sr, subtype="PCM_16")
+        names.append(name)
+    return names
+
+
+@pytest.fixture
+def watched(sounds, tmp_path):
+    """A folder with the 8 held-out normals and the 6 anomalies, in a sub-folder for the anomalies."""
+    normal, anomaly = np.flatnonzero(sounds.target == 0), np.flatnonzero(sounds.target == 1)
+    _write(tmp_path / "in", sounds, normal[16:])
+    _write(tmp_path / "in" / "sub", sounds, anomaly)
+    return tmp_path / "in"
+
+
+def _records(log, event=None):
+    lines = log.read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    return [r for r in records if event is None or r["event"] == event]
+
+
+def _run(model, data, log, **kw):
+    monitor = Monitor(model, data, log, interval=kw.pop("interval", 0), **kw)
+    monitor.run(once=True)
+    return monitor
+
+
+def test_each_clip_once_across_runs_and_new_files(model, watched, sounds, tmp_path):
+    log = tmp_path / "w.jsonl"
+    first = _run(model, watched, log)
+    assert (first.n_scored_, first.n_flagged_, first.n_errors_) == (14, first.n_flagged_, 0)
+    assert _run(model, watched, log).n_scored_ == 0  # nothing new
+    _write(watched / "new", sounds, np.flatnonzero(sounds.target == 0)[:2], prefix="2")
+    assert _run(model, watched, log).n_scored_ == 2
+    records = _records(log, "score")
+    paths = [r["path"] for r in records]
+    assert len(paths) == len(set(paths)) == 16 and all(os.path.isabs(p) for p in paths)
+    # the scores, thresholds and flags are those of `skasd score` (score_clips) on the same files
+    pipe = skasd.load(model)
+    clips = pd.DataFrame({"path": paths, "section_or_id": "id_00"})
+    _, score, decision = score_clips(pipe, clips)
+    np.testing.assert_allclose([r["score"] for r in records], score, rtol=1e-6)
+    assert [r["flagged"] for r in records] == (decision == -1).tolist()
+    assert {r["threshold"] for r in records} == {-pipe[-1].offset_}
+    assert {r["section"] for r in records} == {"id_00"} and all(r["time"].endswith("+00:00") for r in records)
+    # the anomalies (in sub/) are flagged, most normals not
+    assert sum(r["flagged"] for r in records if "anomaly" in r["path"]) >= 5
+    assert sum(r["flagged"] for r in records if "normal" in r["path"]) <= 3
+
+
+def test_undecodable_file_error_record_and_retry_only_if_changed(model, watched, sounds, tmp_path):
+    log = tmp_path / "w.jsonl"
+    bad = watched / "broken.flac"
+    bad.write_bytes(b"not audio")
+    assert _run(model, watched, log).n_scored_ == 14  # the others go on
+    errors = _records(log, "error")
+    assert len(errors) == 1 and errors[0]["path"] == str(bad) and "cannot decode" in errors[0]["error"]
+    assert "score" not in errors[0]
+    run = _run(model, watched, log)
+    assert run.n_scored_ == run.n_errors_ == 0  # unchanged: not tried again
+    bad.write_bytes(b"still not audio")  # changed: tried again, fails again
+    assert _run(model, watched, log).n_errors_ == 1
+    sf.write(bad, sounds.data[0], sounds.sr, format="FLAC")  # repaired: scored
+    run = _run(model, watched, log)
+    assert (run.n_scored_, run.n_errors_) == (1, 0)
+    assert [r["event"] for r in _records(log) if r["path"] == str(bad)] == ["error", "error", "score"]
+
+
+def test_file_being_written_is_not_scored_until_complete(model, sounds, tmp_path):
+    data = tmp_path / "in"
+    full = _write(tmp_path / "src", sounds, [0])[0].read_bytes()
+    data.mkdir()
+    part = data / "normal_id_00_00000001.wav"
+    part.write_bytes(full[: len(full) // 2])  # header declares all of the audio; half is there
+    log = tmp_path / "w.jsonl"
+    assert _run(model, data, log, interval=30).n_scored_ == 0  # fresh and incomplete: waits
+    assert not log.read_text()
+    # polled while growing: not scored; once its size and mtime stayed put for an interval: scored
+    monitor = Monitor(model, data, log, interval=0.3)
+    stop = threading.Event()
+    thread = threading.Thread(target=monitor.run, kwargs={"stop": stop})
+    thread.start()
+    for end in np.linspace(len(full) // 2, len(full), 5).astype(int)[1:]:
+        time.sleep(0.2)
+        assert not log.read_text(), "scored while being written"
+        with open(part, "ab") as f:
+            f.write(full[os.path.getsize(part) : end])
+    deadline = time.time() + 10
+    while not log.read_text() and time.time() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    thread.join()
+    (record,) = _records(log)
+    assert record["event"] == "score" and record["path"] == str(part)
+    assert part.read_bytes() == full
+
+
+def test_complete_fresh_file_is_scored_at_once(model, sounds, tmp_path):
+    # a WAV that holds all its header declares is complete, however fresh (cron right after a copy)
+    data = tmp_path / "in"
+    _write(data, sounds, [20])
+    assert _run(model, data, tmp_path / "w.jsonl", interval=3600).n_scored_ == 1
+
+
+def test_torn_last_line_is_cut_and_the_clip_scored(model, watched, tmp_path):
+    log = tmp_path / "w.jsonl"
+    _run(model, watched, log)
+    lines = log.read_text().splitlines(keepends=True)
+    log.write_text("".join(lines[:-1]) + lines[-1][:25])  # a crash in the middle of the last write
+    with pytest.warns(UserWarning, match="incomplete last line"):
+        assert _run(model, watched, log).n_scored_ == 1
+    records = _records(log)
+    assert len(records) == 14 and len({r["path"] for r in records}) == 14
+
+
+def test_corrupt_line_in_the_middle_is_an_error(model, watched, tmp_path):
+    log = tmp_path / "w.jsonl"
+    log.write_text('{"event": "score"\n{}\n')
+    with pytest.raises(UsageError, match="line 1 is not a JSON record"):
+        _run(model, watched, log)
+
+
+def test_second_writer_refused(model, watched, tmp_path):
+    log = tmp_path / "w.jsonl"
+    with WatchLog(log):
+        with pytest.raises(UsageError, match="another skasd watch is writing"):
+            _run(model, watched, log)
+    assert _run(model, watched, log).n_scored_ == 14  # released on exit
+
+
+def test_bad_input(model, watched, tmp_path):
+    with pytest.raises(UsageError, match="data folder not found"):
+        _run(model, tmp_path / "missing", tmp_path / "w.jsonl")
+    (tmp_path / "file").write_text("x")  # a log "inside" a file cannot be created, even by root
+    with pytest.raises(UsageError, match="cannot write the log"):
+        _run(model, watched, tmp_path / "file" / "w.jsonl")
+
+
+def test_full_disk_leaves_no_half_record(model, watched, tmp_path, monkeypatch):
+    log = tmp_path / "w.jsonl"
+    real_write, calls = os.write, []
+
+    def short_write(fd, data):  # the 3rd record meets a full disk after 10 bytes
+        calls.append(len(data))
+        return real_write(fd, data[:10]) if len(calls) == 3 else real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", short_write)
+    with pytest.raises(UsageError, match="cannot write to the log"):
+        _run(model, watched, log)
+    monkeypatch.undo()
+    assert len(_records(log)) == 2  # every line whole
+    assert _run(model, watched, log).n_scored_ == 12  # and nothing lost
+
+
+def test_on_anomaly_gets_the_record_and_a_failing_command_is_logged(model, watched, tmp_path):
+    log, got = tmp_path / "w.jsonl", tmp_path / "hook.txt"
+    run = _run(model, watched, log, on_anomaly=f"cat >> {got}")
+    hooked = [json.loads(line) for line in got.read_text().splitlines()]
+    assert len(hooked) == run.n_flagged_ > 0 and all(r["flagged"] for r in hooked)
+    assert hooked == [r for r in _records(log, "score") if r["flagged"]]
+    log2 = tmp_path / "w2.jsonl"
+    run = _run(model, watched, log2, on_anomaly="echo boom >&2; exit 3")
+    failures = _records(log2, "on_anomaly_failed")
+    assert len(failures) == run.n_flagged_ and failures[0]["error"] == "exit status 3: boom"
+    assert run.n_scored_ == 14  # the watch went on
+
+
+def test_drift_record_on_a_level_change(model, sounds, tmp_path):
+    normal = np.flatnonzero(sounds.target == 0)
+    data, log = tmp_path / "in", tmp_path / "w.jsonl"
+    _write(data, sounds, normal[16:24], prefix="3")
+    _write(data, sounds, normal[:4], prefix="4")
+    run = _run(model, data, log, window=10)
+    assert run.n_flagged_ <= 2 and not _records(log, "drift")  # normal operation: no drift
+    _write(data, sounds, normal[4:16], gain=4.0, prefix="5")  # the machine now runs 12 dB louder
+    with pytest.warns(UserWarning, match=r"drift: .*skasd evaluate .*skasd adapt"):
+        _run(model, data, log, window=10)
+    drift = _records(log, "drift")
+    assert {(r["test"], r["state"]) for r in drift} == {("flag_rate", "start"), ("median", "start")}
+    rate = next(r for r in drift if r["test"] == "flag_rate")
+    assert rate["p_value"] < 0.001 and rate["flagged_clips"] >= 6 and rate["expected_rate"] == 0.1
+    # written once per drift, not again on the next run
+    _write(data, sounds, normal[16:20], gain=4.0, prefix="6")
+    _run(model, data, log, window=10)
+    assert len(_records(log, "drift")) == 2
+    # the log's clips are what `skasd evaluate --data LOG.jsonl` inspects
+    clips = load_clips(log)
+    assert len(clips) == 28 and set(clips["label"]) == {"normal"} and clips["path"].is_unique
+
+
+def test_median_shift_uses_the_training_quartiles(model):
+    pipe = skasd.load(model)
+    monitor = Monitor(pipe, ".", "unused.jsonl")
+    monitor._check()
+    q1, q2, q3 = pipe[-1].train_score_quartiles_
+    tests = monitor.drift_tests([q2 + 1.6 * (q3 - q1)] * 10, [False] * 10)
+    assert tests["median"][0] and not tests["flag_rate"][0]
+    assert not monitor.drift_tests([q2 + 1.4 * (q3 - q1)] * 10, [False] * 10)["median"][0]
+    assert monitor.drift_tests([q2] * 10, [True] * 6 + [False] * 4)["flag_rate"][0]
+    assert not monitor.drift_tests([q2] * 10, [True] * 2 + [False] * 8)["flag_rate"][0]
+
+
+def test_per_file_state_is_a_key_and_memory_flat(model, tmp_path):
+    # 10,000 files already in the log: a pass over them keeps one key each, no audio
+    data, log = tmp_path / "in", tmp_path / "w.jsonl"
+    for d in range(10):
+        (data / f"d{d}").mkdir(parents=True)
+    with open(log, "w") as f:
+        for i in range(10_000):
+            path = data / f"d{i % 10}" / f"normal_id_00_{i:08d}.wav"
+            path.touch()
+            f.write(json.dumps({"event": "score", "path": str(path), "section": "id_00", "domain": None,
+                                "score": 0.0, "threshold": 1.0, "flagged": False, "time": "x"}) + "\n")
+    monitor = Monitor(model, data, log, interval=0, window=50)
+    tracemalloc.start()
+    monitor.run(once=True)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert monitor.n_scored_ == 0 and len(monitor._done) == 10_000 and len(monitor._recent) == 50
+    assert not monitor._errors and not monitor._pending
+    assert peak < 8e6, f"{peak / 1e6:.1f} MB for 10,000 files"
+
+
+def test_read_records_skips_a_torn_last_line(tmp_path):
+    log = tmp_path / "w.jsonl"
+    log.write_text('{"event": "score", "path": "a"}\n{"event": "sco')
+    assert list(read_records(log)) == [{"event": "score", "path": "a"}]
+
+
+def test_model_without_training_quartiles_runs_the_flag_rate_test_only(model, watched, tmp_path):
+    pipe = skasd.load(model)
+    del pipe[-1].train_score_quartiles_  # as in model files of earlier versions
+    monitor = Monitor(pipe, watched, tmp_path / "w.jsonl", interval=0, window=5)
+    with pytest.warns(UserWarning, match="only the flag-rate drift test runs"):
+        monitor.run(once=True)
+    assert monitor.n_scored_ == 14 and set(monitor.drift_tests([0.0] * 5, [False] * 5)) == {"flag_rate"}
