@@ -7,6 +7,8 @@
 - ``_explain``: explanations of audio files (:func:`explain_files`, printed by
   :func:`format_explanation`) and their frame scores beside the submission files
   (:func:`write_frame_scores`).
+- ``_adapt``: a fitted model's detector extended with a folder of normal clips as a new domain or
+  section (:func:`adapt_model`, ``skasd adapt``).
 - ``_experiment``: the founding report's experiment (:func:`reproduce_report`), the demo
   (:func:`run_demo`) and the evaluation plots (:func:`write_plots`).
 
@@ -14,6 +16,7 @@ Problems of the request (a missing folder, an unknown model, files that do not d
 :class:`~skasd.exceptions.UsageError`, whose message the command line prints as is.
 """
 
+from ._adapt import adapt_model, clip_durations
 from ._explain import clip_sections, explain_files, format_explanation, write_frame_scores
 from ._experiment import REPORT_ROWS, report_models, reproduce_report, run_demo, write_dcase_layout, write_plots
 from ._pipeline import (
@@ -46,8 +49,10 @@ __all__ = [
     "REPORT_ROWS",
     "SINGLE_DOMAIN_MODEL",
     "FeaturesOnDemand",
+    "adapt_model",
     "anomaly_thresholds",
     "build_pipeline",
+    "clip_durations",
     "clip_hashes",
     "clip_sections",
     "default_model",
