@@ -57,6 +57,9 @@ band_profile_ : ndarray of shape (2, n_mels) or (2, n_features)
     each mel band (dB), the normal level :func:`skasd.inspection.explain` compares a clip's
     bands with. For 2-D input: each column's mean and standard deviation over the training
     clips (for :class:`~skasd.SpectrumTransformer` rows, each frequency bin's normal level).
+model_profiles_ : ndarray of shape (n_models, 2, n_mels) or (n_models, 2, n_features)
+    ``band_profile_`` of each of ``models_``' training clips alone: the normal level of
+    each (section, domain) group (:meth:`normal_profile`).
 model_scales_ : ndarray of shape (n_models, 2)
     ``(location, scale)`` standardising each of ``models_`` (``(0, 1)`` without
     ``domain_norm``).
@@ -522,6 +525,54 @@ class _InlierDetector(SectionScoringMixin, BaseDetector):
         scores = -self._score_rows(rows, section)[0].reshape(n_clips, len(starts))
         return windows_to_frames(scores, starts, window, n_frames)
 
+    def normal_profile(self, X, section=None):
+        """The normal level of each band that each clip is compared with: that of its own
+        (section, domain) group's training clips, or of its nearest ones.
+
+        Each clip's group is the one whose model gives it its score (the smallest
+        standardised anomaly score among its section's models). The profile is that group's
+        ``model_profiles_`` row; for a :class:`KNNDetector` with a metric other than
+        cosine, its mean is the mean of the clip's ``n_neighbors`` nearest training clips of
+        that group instead (a cosine index holds normalised rows, no levels).
+        :func:`skasd.inspection.explain` names the bands where a clip departs from it, so
+        that a normal clip is not told apart by the gap between the domains.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_clips, n_features) or (n_clips, n_mels, n_frames)
+            Clips, in the layout of ``fit``.
+        section : array-like of shape (n_clips,), default=None
+            Section of each clip, as in ``score_samples``.
+
+        Returns
+        -------
+        profiles : ndarray of shape (n_clips, 2, n_bands)
+            Mean and standard deviation of each band (mel band, or feature of 2-D input),
+            as ``band_profile_``. Models saved without ``model_profiles_`` (skasd 0.2) give
+            ``band_profile_`` for every clip.
+        """
+        check_is_fitted(self)
+        Xr = self._validate_input(X, reset=False)
+        groups = vars(self).get("model_profiles_")
+        if groups is None:
+            return np.repeat(self.band_profile_[None], len(Xr), axis=0)
+        anomaly = np.stack([self._model_anomaly(i, Xr) for i in range(len(self.models_))], axis=1)
+        if section is not None and self.sections_ is not None:
+            codes = self._section_codes(self._check_labels("section", section, len(Xr)))
+            own = np.array([[s == label for s, _ in self.model_groups_] for label in self.sections_[codes]])
+            anomaly = np.where(own, anomaly, np.inf)
+        best = anomaly.argmin(axis=1)
+        out = groups[best].copy()
+        for i in np.unique(best):
+            level = self._nearest_level(i, Xr[best == i])
+            if level is not None:
+                out[best == i, 0] = level[:, : out.shape[2]]
+        return out
+
+    def _nearest_level(self, i, X):
+        """Mean training row of the clips' nearest training clips in model ``i`` (None: the group's)."""
+        return None
+
     def fit_predict(self, X, y=None, domain=None, section=None):
         """Fit, then label the training clips by their own section's threshold.
 
@@ -662,6 +713,12 @@ class KNNDetector(_InlierDetector):
 
     def _model_rows(self, i):
         return fitted_rows(self.models_[i])
+
+    def _nearest_level(self, i, X):
+        if self.metric == "cosine":
+            return None
+        idx = self.models_[i].kneighbors(X, n_neighbors=self.n_neighbors, return_distance=False)
+        return fitted_rows(self.models_[i])[idx].mean(axis=1)
 
     def _fit_domain(self, X):
         cosine = self.metric == "cosine"
