@@ -41,12 +41,18 @@ def explain(estimator, X, *, section=None, n_segments=3, n_bands=3, window=None,
     band's normal error: ``relative=True``) give the segments: the run of
     frames around the highest (smoothed) frame score that stays above half its height over
     the clip's median frame score, then further runs whose peak reaches that level, up to
-    ``n_segments``. In each segment, every mel band's mean level is compared with its level
-    in the normal training clips (the model's ``band_profile_``), after removing the change
+    ``n_segments``; a clip scored below its threshold gets one segment only, the one nearest
+    to standing out, its summary introduced by "no segment stands out (below the threshold);
+    closest to standing out: ". In each segment, every mel band's mean level is compared with
+    its level in the normal training clips, after removing the change
     all bands share (a gain or loudness change); the band furthest from normal in units of
     its normal spread, grown by the neighbouring bands that deviate the same way by at least
     half as much, is the segment's band, reported in dB above or below normal with its Hz
-    range. The summary names the time range, the change and a likely kind of component,
+    range. The normal level is that of the clip's own section and domain for an inlier
+    detector (the group whose model gives the clip its score; for a k-NN with a metric other
+    than cosine, the mean of the clip's nearest training clips there:
+    :meth:`~skasd.KNNDetector.normal_profile`), else the model's ``band_profile_`` of all
+    its training clips. The summary names the time range, the change and a likely kind of component,
     e.g. ``"4.2-5.1 s: +9 dB in 2.0-2.8 kHz, a new narrowband component"``.
 
     Parameters

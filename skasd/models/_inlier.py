@@ -773,6 +773,10 @@ class MahalanobisDetector(_InlierDetector):
     ----------
     models_ : list of sklearn covariance estimators
         One fitted estimator (``location_``, ``precision_``) per (section, domain) group.
+    model_rows_ : list of ndarray
+        The training rows of each of ``models_`` (reduced to band means and standard
+        deviations for 3-D input), which :meth:`partial_fit` refits a group on and scores
+        for the threshold.
     {groups}
     offset_ : float
         Threshold of ``decision_function``, from the training clips' in-sample scores.
@@ -856,6 +860,10 @@ class GMMDetector(_InlierDetector):
     ----------
     models_ : list of GaussianMixture
         One fitted mixture per (section, domain) group.
+    model_rows_ : list of ndarray
+        The training rows of each of ``models_`` (reduced to band means and standard
+        deviations for 3-D input), which :meth:`partial_fit` refits a group on and scores
+        for the threshold.
     {groups}
     n_iter_ : int
         Most EM iterations any group's mixture ran.
