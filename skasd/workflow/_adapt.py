@@ -75,10 +75,13 @@ def adapt_model(model, data, out, *, domain=None, section=None, machine_type=Non
     pipe = load_model(model, verbose=verbose)
     detector = pipe[-1]
     if not hasattr(detector, "partial_fit"):
+        inner = getattr(detector, "estimator", detector)  # a SectionwiseDetector's autoencoder
+        why = ("without retraining its network" if hasattr(inner, "_make_net")
+               else "(it has no partial_fit)")
         raise UsageError(
-            f"{model}: a {type(detector).__name__} cannot take new clips without retraining its network; train a "
-            "new model on the old and the new clips ('skasd train'), or use an inlier model (knn-spectrum, knn, "
-            "mahalanobis, gmm), which adapt extends"
+            f"{model}: a {type(inner).__name__} cannot take new clips {why}; train a new model on the old and the "
+            "new clips ('skasd train'), or use an inlier model (knn-spectrum, knn, mahalanobis, gmm), which adapt "
+            "extends"
         )
     clips = load_clips(data, machine_type)
     normals = clips[clips["label"] != "anomaly"]
