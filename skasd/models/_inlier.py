@@ -278,29 +278,41 @@ class _InlierDetector(SectionScoringMixin, BaseDetector):
         old_section_offsets = dict(self.section_offsets_ or {})
         rows = [self._model_rows(i) for i in range(len(self.models_))]
         counts = [len(r) for r in rows]
-        models, groups, scales = list(self.models_), list(self.model_groups_), list(self.model_scales_)
-        profiles, owns, added = list(self.model_profiles_), [None] * len(models), {}
+        models, groups, n = list(self.models_), list(self.model_groups_), len(self.models_)
+        # models of earlier skasd versions: no scales (0.1: raw scores), no per-group profiles (0.2: the
+        # pooled one stands for every group; it pools back exactly), no profile at all (0.1)
+        scales = list(vars(self).get("model_scales_", [(0.0, 1.0)] * n))
+        profiles = vars(self).get("model_profiles_")
+        if profiles is None and vars(self).get("band_profile_") is not None:
+            profiles = [self.band_profile_] * n
+        profiles = None if profiles is None else list(profiles)
+        owns, added = [None] * n, {}
         for s, d, mask in self._label_groups(domain, section, len(X)):
             new = _reduce_3d(X[mask]) if X.ndim == 3 else X[mask]
-            profile = _profile(X[mask])
+            profile = _profile(X[mask]) if profiles is not None else None
             if (s, d) in groups:  # more clips for a group the model holds: its model refitted on all
                 i = groups.index((s, d))
-                w = counts[i] / (counts[i] + len(new))
-                profile = _pool_profiles([profiles[i], profile], [w, 1 - w])
+                if profiles is not None:
+                    w = counts[i] / (counts[i] + len(new))
+                    profile = _pool_profiles([profiles[i], profile], [w, 1 - w])
                 new = np.concatenate([rows[i], new])
             else:
                 i = len(models)
-                models.append(None), groups.append((s, d)), scales.append(None), profiles.append(None)
-                rows.append(None), counts.append(0), owns.append(None)
+                for items in (models, scales, rows, owns) + (() if profiles is None else (profiles,)):
+                    items.append(None)
+                groups.append((s, d)), counts.append(0)
             added[(s, d)] = int(mask.sum())
             models[i], owns[i], scales[i] = self._fit_group(new, s, d)
-            profiles[i], rows[i], counts[i] = profile, new, len(new)
+            rows[i], counts[i] = new, len(new)
+            if profiles is not None:
+                profiles[i] = profile
         order = sorted(range(len(models)), key=lambda i: groups[i])  # as fit orders them
         pick = lambda items: [items[i] for i in order]  # noqa: E731
-        self.models_, self.model_groups_ = pick(models), pick(groups)
-        self.model_scales_, self.model_profiles_ = np.array(pick(scales)), np.stack(pick(profiles))
-        counts = pick(counts)
-        self.band_profile_ = _pool_profiles(self.model_profiles_, np.array(counts) / sum(counts))
+        self.models_, self.model_groups_, self.model_scales_ = pick(models), pick(groups), np.array(pick(scales))
+        if profiles is not None:
+            counts = pick(counts)
+            self.model_profiles_ = np.stack(pick(profiles))
+            self.band_profile_ = _pool_profiles(self.model_profiles_, np.array(counts) / sum(counts))
         if self._stores_rows:
             self.model_rows_ = pick(rows)
         for key, value in (("domains_", domain), ("sections_", section)):

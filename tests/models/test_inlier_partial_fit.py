@@ -89,3 +89,19 @@ def test_warns_when_new_clips_look_anomalous():
         type(est)().fit(SRC, domain=["source"] * 40).partial_fit(normal, domain="source")  # 10 % may be above
     with pytest.warns(UserWarning, match=r"4 of the 12 added clips score above the threshold the model had before"):
         est.partial_fit(np.r_[normal, odd], domain="source")
+
+
+def test_a_model_file_of_an_earlier_release_takes_new_clips():
+    """tests/fixtures/knn_sections.skasd (skasd 0.1: no domain normalisation scales, no band profiles)."""
+    from pathlib import Path
+
+    from skasd import load
+
+    pipe = load(Path(__file__).parents[1] / "fixtures" / "knn_sections.skasd")
+    det = pipe[-1]
+    rows = np.concatenate([det._model_rows(i) for i in (1, 3)])  # the target clips of both sections
+    before = det.offset_
+    det.partial_fit(rows[:4] * 1.01, domain="target", section="id_00")
+    assert det.model_groups_ == [("id_00", "source"), ("id_00", "target"), ("id_02", "source"), ("id_02", "target")]
+    assert det.offset_ != before and not hasattr(det, "model_profiles_")
+    assert len(det._model_rows(1)) == len(rows) // 2 + 4
