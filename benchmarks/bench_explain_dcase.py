@@ -8,7 +8,7 @@ Usage::
 ``../shared/data/dcase2023-toycar``). The command line's model (default ``knn-spectrum``) is
 trained on the train clips as ``skasd train`` does, and every labelled test clip explained
 (:func:`skasd.inspection.explain`, its top segment), twice: comparing each clip with its own
-(section, domain) group's normal level or its nearest training clips (``normal_profile``,
+(section, domain) group's normal level (``normal_profile``,
 skasd's behaviour), and with the pooled level of all training clips (the behaviour before,
 obtained by dropping the model's ``model_profiles_``). Real clips carry no truth of where an
 anomaly is, so the figures say only whether the named band depends on the clip:
@@ -64,7 +64,7 @@ def main(data, model):
     y = (test.label == "anomaly").to_numpy(int)
     section = test.section_or_id.astype(str).to_numpy(object) if pipe[-1].sections_ is not None else None
     paths = list(test.path)
-    rows = {"own domain / nearest clips (now)": figures(explain(pipe, paths, section=section, n_segments=1), y)}
+    rows = {"own section and domain (now)": figures(explain(pipe, paths, section=section, n_segments=1), y)}
     del pipe[-1].model_profiles_
     rows["pooled training clips (before)"] = figures(explain(pipe, paths, section=section, n_segments=1), y)
     table = pd.DataFrame(rows).T

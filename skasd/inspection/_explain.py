@@ -49,8 +49,7 @@ def explain(estimator, X, *, section=None, n_segments=3, n_bands=3, window=None,
     its normal spread, grown by the neighbouring bands that deviate the same way by at least
     half as much, is the segment's band, reported in dB above or below normal with its Hz
     range. The normal level is that of the clip's own section and domain for an inlier
-    detector (the group whose model gives the clip its score; for a k-NN with a metric other
-    than cosine, the mean of the clip's nearest training clips there:
+    detector (the group whose model gives the clip its score:
     :meth:`~skasd.KNNDetector.normal_profile`), else the model's ``band_profile_`` of all
     its training clips. The summary names the time range, the change and a likely kind of component,
     e.g. ``"4.2-5.1 s: +9 dB in 2.0-2.8 kHz, a new narrowband component"``.
@@ -296,8 +295,8 @@ def _band_groups(level, profile, n):
 
 def _profiles(tail, Xlm, section, own_input=None):
     """``(n_clips, 2, n_mels)``: the normal band profile each clip is compared with: for an inlier
-    detector its own (section, domain) group's or nearest training clips' (``normal_profile`` of
-    ``own_input``, the detector's input), else the model's profile of all training clips."""
+    detector its own (section, domain) group's (``normal_profile`` of ``own_input``, the
+    detector's input), else the model's profile of all training clips."""
     first = tail[0]
     n = len(Xlm)
     if vars(first).get("model_profiles_") is not None and own_input is not None:

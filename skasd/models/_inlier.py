@@ -538,16 +538,15 @@ class _InlierDetector(SectionScoringMixin, BaseDetector):
         return windows_to_frames(scores, starts, window, n_frames)
 
     def normal_profile(self, X, section=None):
-        """The normal level of each band that each clip is compared with: that of its own
-        (section, domain) group's training clips, or of its nearest ones.
+        """The normal level of each band that each clip is compared with: that of the training
+        clips of its own (section, domain) group.
 
         Each clip's group is the one whose model gives it its score (the smallest
-        standardised anomaly score among its section's models). The profile is that group's
-        ``model_profiles_`` row; for a :class:`KNNDetector` with a metric other than
-        cosine, its mean is the mean of the clip's ``n_neighbors`` nearest training clips of
-        that group instead (a cosine index holds normalised rows, no levels).
-        :func:`skasd.inspection.explain` names the bands where a clip departs from it, so
-        that a normal clip is not told apart by the gap between the domains.
+        standardised anomaly score among its section's models); the profile is that group's
+        row of ``model_profiles_``. :func:`skasd.inspection.explain` names the bands where a
+        clip departs from it, so that the gap between the domains is not taken for the
+        anomaly. (The mean of the clip's nearest training clips instead localised generated
+        anomalies worse, ``benchmarks/README.md``.)
 
         Parameters
         ----------
@@ -573,17 +572,7 @@ class _InlierDetector(SectionScoringMixin, BaseDetector):
             codes = self._section_codes(self._check_labels("section", section, len(Xr)))
             own = np.array([[s == label for s, _ in self.model_groups_] for label in self.sections_[codes]])
             anomaly = np.where(own, anomaly, np.inf)
-        best = anomaly.argmin(axis=1)
-        out = groups[best].copy()
-        for i in np.unique(best):
-            level = self._nearest_level(i, Xr[best == i])
-            if level is not None:
-                out[best == i, 0] = level[:, : out.shape[2]]
-        return out
-
-    def _nearest_level(self, i, X):
-        """Mean training row of the clips' nearest training clips in model ``i`` (None: the group's)."""
-        return None
+        return groups[anomaly.argmin(axis=1)]
 
     def fit_predict(self, X, y=None, domain=None, section=None):
         """Fit, then label the training clips by their own section's threshold.
@@ -725,12 +714,6 @@ class KNNDetector(_InlierDetector):
 
     def _model_rows(self, i):
         return fitted_rows(self.models_[i])
-
-    def _nearest_level(self, i, X):
-        if self.metric == "cosine":
-            return None
-        idx = self.models_[i].kneighbors(X, n_neighbors=self.n_neighbors, return_distance=False)
-        return fitted_rows(self.models_[i])[idx].mean(axis=1)
 
     def _fit_domain(self, X):
         cosine = self.metric == "cosine"
