@@ -38,7 +38,7 @@ autodoc_default_options = {
 }
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
-exclude_patterns = ["_build"]
+exclude_patterns = ["_build", "_field_*.rst"]  # parts included by field.rst
 
 # -- Examples gallery (executed at build time) --------------------------------------------------
 sphinx_gallery_conf = {

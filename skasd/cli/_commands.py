@@ -23,8 +23,10 @@ from ..workflow import (
     DEFAULT_MODEL,
     FeaturesOnDemand,
     Monitor,
+    adapt_model,
     anomaly_thresholds,
     build_pipeline,
+    clip_durations,
     clip_hashes,
     default_model,
     describe_models,
@@ -117,10 +119,22 @@ def cmd_train(args):
     pipe, used = fit_pipeline(pipe, normals)
     sections = sorted(normals["section_or_id"].astype(str).unique())
     metadata = {"training_files": list(normals["path"]), "training_clip_hashes": clip_hashes(normals["path"]),
-                "machine_type": mtype, "model": model, "sections": sections, "fit_metadata": used}
+                "machine_type": mtype, "model": model, "sections": sections, "fit_metadata": used,
+                "clip_seconds": clip_durations(normals["path"])}
     save_trained(pipe, args.out, fmt, metadata=metadata)
     _log(args, f"trained in {time.perf_counter() - t0:.1f} s ({', '.join(used) or 'no'} metadata used); "
                f"{fmt} model written to {args.out}")
+
+
+def cmd_adapt(args):
+    _log(args, f"adapting {args.model} with the normal clips under {args.data}")
+    t0 = time.perf_counter()
+    done = adapt_model(args.model, args.data, args.out, domain=args.domain, section=args.section,
+                       machine_type=args.machine_type, fmt=args.format, verbose=not args.quiet)
+    added = "; ".join(f"{key} {', '.join(value)}" for key, value in (("domain", done.domain), ("section", done.section))
+                      if value is not None)
+    _log(args, f"added {done.n_clips} clips ({added or 'one model'}) in {time.perf_counter() - t0:.1f} s; threshold "
+               f"{done.threshold_before:.4g} -> {done.threshold_after:.4g}; model written to {done.path}")
 
 
 def cmd_models(args):

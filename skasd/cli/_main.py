@@ -1,4 +1,4 @@
-"""The ``skasd`` command line: train, models, score, watch, evaluate, reproduce, demo.
+"""The ``skasd`` command line: train, adapt, models, score, watch, explain, evaluate, reproduce, demo.
 
 Every command prints progress unless ``--quiet``. Exit codes: 0 done; 1 only from
 ``score --fail-on-anomaly`` and ``watch --once --fail-on-anomaly`` when a clip is flagged; 2 for every failure (bad input, a file
@@ -13,7 +13,8 @@ import warnings
 from ..exceptions import UsageError
 from ..io import FORMATS
 from ..workflow import CHUNK_SIZE, DEFAULT_MODEL, MODELS, SINGLE_DOMAIN_MODEL
-from ._commands import cmd_demo, cmd_evaluate, cmd_explain, cmd_models, cmd_reproduce, cmd_score, cmd_train, cmd_watch
+from ._commands import (cmd_adapt, cmd_demo, cmd_evaluate, cmd_explain, cmd_models, cmd_reproduce, cmd_score,
+                        cmd_train, cmd_watch)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -41,7 +42,8 @@ def build_parser():
         p.add_argument("--quiet", action="store_true", default=default, help="no progress output")
         p.add_argument("--debug", action="store_true", default=default, help="show tracebacks")
 
-    parser = _Parser(prog="skasd", description="Anomalous sound detection for machines: train, score, explain, evaluate, reproduce, demo.")
+    parser = _Parser(prog="skasd", description="Anomalous sound detection for machines: train, adapt, score, explain, "
+                                               "evaluate, reproduce, demo.")
     global_args(parser, False)
     # accepted after the subcommand too; SUPPRESS keeps a flag given before it
     common = argparse.ArgumentParser(add_help=False)
@@ -74,6 +76,16 @@ def build_parser():
                    help="skasd: safe model file, loads without running code (default); joblib: a pickle, "
                         "for trusted use only (default for a .joblib/.pkl --out)")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("adapt", parents=[common],
+                       help="add normal clips of a new operating condition to a trained model as a domain or section")
+    data_args(p)
+    p.add_argument("--model", required=True, help="model file written by 'skasd train' (or 'skasd adapt')")
+    p.add_argument("--domain", help="domain of the new clips, e.g. target (default: from their file names)")
+    p.add_argument("--section", help="section (machine ID) of the new clips (default: from their file names)")
+    p.add_argument("--out", required=True, help="model file to write (the input model is left as it is)")
+    p.add_argument("--format", choices=FORMATS, help="as for train (default: from the --out name)")
+    p.set_defaults(func=cmd_adapt)
 
     p = sub.add_parser("models", parents=[common], help="list the detectors 'train --model' takes")
     p.set_defaults(func=cmd_models)

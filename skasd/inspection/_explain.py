@@ -24,6 +24,8 @@ _BURST_S = 0.3  # a rise at most this long is a burst
 # The frame counts above are for log-mel frames (hop 512 at 16 kHz); where the frames are longer
 # windows (a SpectrumTransformer pipeline's), they are scaled to the same durations.
 _FRAME_S = 512 / 16000
+# How the one segment of a clip below its threshold is introduced.
+_NOTHING = "no segment stands out (below the threshold); closest to standing out: "
 
 COLUMNS = [
     "clip", "anomaly_score", "threshold", "anomalous", "segment", "start_s", "end_s", "segment_score",
@@ -39,12 +41,17 @@ def explain(estimator, X, *, section=None, n_segments=3, n_bands=3, window=None,
     band's normal error: ``relative=True``) give the segments: the run of
     frames around the highest (smoothed) frame score that stays above half its height over
     the clip's median frame score, then further runs whose peak reaches that level, up to
-    ``n_segments``. In each segment, every mel band's mean level is compared with its level
-    in the normal training clips (the model's ``band_profile_``), after removing the change
+    ``n_segments``; a clip scored below its threshold gets one segment only, the one nearest
+    to standing out, its summary introduced by "no segment stands out (below the threshold);
+    closest to standing out: ". In each segment, every mel band's mean level is compared with
+    its level in the normal training clips, after removing the change
     all bands share (a gain or loudness change); the band furthest from normal in units of
     its normal spread, grown by the neighbouring bands that deviate the same way by at least
     half as much, is the segment's band, reported in dB above or below normal with its Hz
-    range. The summary names the time range, the change and a likely kind of component,
+    range. The normal level is that of the clip's own section and domain for an inlier
+    detector (the group whose model gives the clip its score:
+    :meth:`~skasd.KNNDetector.normal_profile`), else the model's ``band_profile_`` of all
+    its training clips. The summary names the time range, the change and a likely kind of component,
     e.g. ``"4.2-5.1 s: +9 dB in 2.0-2.8 kHz, a new narrowband component"``.
 
     Parameters
@@ -108,7 +115,9 @@ def _explanation(estimator, X, section, n_segments, n_bands, window, features):
             f"explain names frequency bands in Hz, which needs a LogMelTransformer or SpectrumTransformer; got "
             f"{type(fs._transformer).__name__}."
         )
-    profiles = _profiles(fs._profile_tail, fs.features, section)
+    # the detector's own input for its groups' profiles (not a fusion's, whose profile is a member's)
+    own_input = fs._clip_input if fs._profile_tail[0] is fs._tail[0] else fs.features
+    profiles = _profiles(fs._profile_tail, fs.features, section, own_input)
     clip_scores, thresholds = _clip_scores(fs._tail, fs._clip_input, section)
     names = _clip_names(X, len(clip_scores))
     # frames whose STFT window reaches past the clip (centred frames at the ends) hold padding:
@@ -125,7 +134,9 @@ def _explanation(estimator, X, section, n_segments, n_bands, window, features):
     min_band = max(1, round(_MIN_BAND_FRAMES * ratio))
     rows = []
     for i in range(len(clip_scores)):
-        for k, (lo, hi, peak) in enumerate(_segments(scores[i], n_segments, smooth, gap), start=1):
+        flagged = bool(clip_scores[i] > thresholds[i])
+        # a clip below its threshold: nothing stands out; its one segment nearest to standing out
+        for k, (lo, hi, peak) in enumerate(_segments(scores[i], n_segments if flagged else 1, smooth, gap), start=1):
             start, end = max(0.0, fs.times[lo] - span / 2), fs.times[hi] + span / 2
             # bands over at least min_band frames around the segment: a one-frame peak of a
             # steady change is too noisy to tell the bands apart
@@ -146,13 +157,14 @@ def _explanation(estimator, X, section, n_segments, n_bands, window, features):
             kind = describe_band(top["db"], band_lo, band_hi, (max(lasting, 1) - 1) * fs.hop + span, top["new"])
             rows.append({
                 "clip": names[i], "anomaly_score": clip_scores[i], "threshold": thresholds[i],
-                "anomalous": bool(clip_scores[i] > thresholds[i]), "segment": k, "start_s": round(start, 3),
+                "anomalous": flagged, "segment": k, "start_s": round(start, 3),
                 "end_s": round(end, 3), "segment_score": peak, "band_low_hz": band_lo, "band_high_hz": band_hi,
                 "band_db": top["db"],
                 "bands": "; ".join(
                     f"{_hz(fs.band_edges[g['lo'], 0], fs.band_edges[g['hi'], 1])} {g['db']:+.1f} dB" for g in groups
                 ),
-                "summary": f"{start:.1f}-{end:.1f} s: {top['db']:+.0f} dB in {_hz(band_lo, band_hi)}, {kind}",
+                "summary": ("" if flagged else _NOTHING) + f"{start:.1f}-{end:.1f} s: {top['db']:+.0f} dB in "
+                           f"{_hz(band_lo, band_hi)}, {kind}",
             })
     return pd.DataFrame(rows, columns=COLUMNS), fs, profiles
 
@@ -281,10 +293,15 @@ def _band_groups(level, profile, n):
     return groups
 
 
-def _profiles(tail, Xlm, section):
-    """``(n_clips, 2, n_mels)``: the normal band profile each clip is compared with."""
+def _profiles(tail, Xlm, section, own_input=None):
+    """``(n_clips, 2, n_mels)``: the normal band profile each clip is compared with: for an inlier
+    detector its own (section, domain) group's (``normal_profile`` of ``own_input``, the
+    detector's input), else the model's profile of all training clips."""
     first = tail[0]
     n = len(Xlm)
+    if vars(first).get("model_profiles_") is not None and own_input is not None:
+        return first.normal_profile(own_input, section=section if getattr(first, "sections_", None) is not None
+                                    else None)
     if hasattr(first, "section_codes"):  # SectionwiseDetector: the judging section's model
         codes = first.section_codes(Xlm, section if getattr(first, "sections_", None) is not None else None)
         return np.stack([_profile_of(first.estimators_[c]) for c in codes])

@@ -10,11 +10,13 @@ per-clip ``section`` labels (machine IDs), they hold one model per (section, dom
 threshold per section, and score each clip by its own section's models.
 """
 
+import warnings
 from abc import abstractmethod
 from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
+import scipy.stats
 from sklearn.covariance import OAS, EmpiricalCovariance, LedoitWolf, ShrunkCovariance
 from sklearn.mixture import GaussianMixture
 from sklearn.neighbors import NearestNeighbors
@@ -22,12 +24,16 @@ from sklearn.preprocessing import normalize
 from sklearn.utils.validation import check_array, check_is_fitted
 
 from ..utils._docstring import Substitution
-from ..utils._sklearn_compat import Interval, StrOptions, validate_data
+from ..utils._sklearn_compat import Interval, StrOptions, fitted_rows, validate_data
 from ..utils._validation import normal_mask
-from ._base import CONTAMINATION_DOC, BaseDetector, SectionScoringMixin
+from ._base import _GAMMA_QUANTILE, CONTAMINATION_DOC, BaseDetector, SectionScoringMixin
 from ._frames import DEFAULT_WINDOW, band_profile, check_frames, window_starts, windows_to_frames
 
 __all__ = ["GMMDetector", "KNNDetector", "MahalanobisDetector"]
+
+# partial_fit warns when more of the new clips than the contamination share score above the old
+# threshold, and normal clips would do that with a probability under this
+_CHANCE = 0.05
 
 _INPUT_DOC = """\
 **Input.** ``X`` is 2-D ``(n_clips, n_features)``: one embedding or feature vector per
@@ -51,6 +57,9 @@ band_profile_ : ndarray of shape (2, n_mels) or (2, n_features)
     each mel band (dB), the normal level :func:`skasd.inspection.explain` compares a clip's
     bands with. For 2-D input: each column's mean and standard deviation over the training
     clips (for :class:`~skasd.SpectrumTransformer` rows, each frequency bin's normal level).
+model_profiles_ : ndarray of shape (n_models, 2, n_mels) or (n_models, 2, n_features)
+    ``band_profile_`` of each of ``models_``' training clips alone: the normal level of
+    each (section, domain) group (:meth:`normal_profile`).
 model_scales_ : ndarray of shape (n_models, 2)
     ``(location, scale)`` standardising each of ``models_`` (``(0, 1)`` without
     ``domain_norm``).
@@ -94,6 +103,20 @@ def _groups(labels, n):
         return [(None, np.ones(n, dtype=bool))]
     names, codes = np.unique(labels, return_inverse=True)
     return [(name, codes == i) for i, name in enumerate(names.tolist())]
+
+
+def _profile(X):
+    """``band_profile`` of clips ``(n, bands, frames)`` or of rows ``(n, features)``."""
+    return band_profile(X if X.ndim == 3 else X[:, :, None])
+
+
+def _pool_profiles(profiles, weights):
+    """One ``(2, n_bands)`` profile (mean, standard deviation) of groups with these profiles and
+    shares (weights summing to 1) of the pooled frames."""
+    profiles, weights = np.asarray(profiles), np.asarray(weights, dtype=np.float64)[:, None]
+    mean = (weights * profiles[:, 0]).sum(axis=0)
+    square = (weights * (profiles[:, 1] ** 2 + profiles[:, 0] ** 2)).sum(axis=0)
+    return np.stack([mean, np.sqrt(np.maximum(square - mean**2, 0.0))])
 
 
 def _reduce_3d(X):
@@ -164,45 +187,219 @@ class _InlierDetector(SectionScoringMixin, BaseDetector):
         """
         self._validate_params()
         X = self._validate_input(X, reset=True, reduce=False)
+        X, domain, section = self._normal_clips(X, y, domain, section)
+        Xr = _reduce_3d(X) if X.ndim == 3 else X
+        models, groups, scales, profiles, rows, owns = [], [], [], [], [], []
+        for s, d, mask in self._label_groups(domain, section, len(X)):
+            model, own, scale = self._fit_group(Xr[mask], s, d)
+            models.append(model)
+            groups.append((s, d))
+            scales.append(scale)
+            profiles.append(_profile(X[mask]))
+            rows.append(Xr[mask])
+            owns.append(own)
+        self.models_, self.model_groups_, self.model_scales_ = models, groups, np.array(scales)
+        self.model_profiles_ = np.stack(profiles)
+        self.band_profile_ = _profile(X)
+        if self._stores_rows:
+            self.model_rows_ = rows
+        self.domains_ = None if domain is None else np.unique(domain).astype(object)
+        self.sections_ = None if section is None else np.unique(section).astype(object)
+        if hasattr(models[0], "n_iter_"):
+            self.n_iter_ = max(model.n_iter_ for model in models)
+        self._set_thresholds(owns)
+        return self
+
+    def partial_fit(self, X, y=None, domain=None, section=None):
+        """Add normal clips to the fitted model as a domain (or section), without refitting the rest.
+
+        The clips join the (section, domain) group their labels name: a group the model
+        holds is refitted on its training clips and the new ones (a k-NN's bank grows, a
+        Gaussian's statistics are re-estimated), a new group gets its own model. The other
+        groups' models stay as they are. Then the domain normalisation of the touched groups,
+        the band profiles and the threshold(s) are recomputed by the ``contamination`` rule
+        from all training clips, so the result is what ``fit`` on all the clips at once gives
+        (for :class:`GMMDetector`, up to the initialisation of a refitted mixture). Before any
+        ``fit``, ``partial_fit`` is ``fit``.
+
+        Only normal clips may go in: an anomaly among them becomes normal for the model, and
+        nothing can tell it apart afterwards. A ``UserWarning`` says when more of the new clips
+        than the ``contamination`` share (the DCASE rule's 10 % for ``"auto"``) score above
+        the threshold the model had before, by more than chance gives normal clips (a
+        binomial tail under 5 %: 4 or more of 10 clips). Each new clip's score there is its
+        training score in the updated model (leave-one-out for k-NN), as the threshold's
+        clips are scored.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_clips, n_features) or (n_clips, n_mels, n_frames)
+            The new clips, in the layout of ``fit``.
+        y : array-like of shape (n_clips,), default=None
+            Optional labels as in ``fit``; clips labelled anomalous are left out.
+        domain : str or array-like of shape (n_clips,), default=None
+            Domain of the new clips (one label for all, or one per clip). Required, and
+            only allowed, for a model fitted with ``domain``.
+        section : str or array-like of shape (n_clips,), default=None
+            Section of the new clips (one label for all, or one per clip). Required, and
+            only allowed, for a model fitted with ``section``; a new label adds a section
+            (with its own threshold).
+
+        Returns
+        -------
+        self : object
+            The updated detector.
+        """
+        # one label for all clips
+        domain, section = (np.full(len(X), v, dtype=object) if v is not None and np.ndim(v) == 0 else v
+                           for v in (domain, section))
+        if not self.__sklearn_is_fitted__():
+            return self.fit(X, y, domain=domain, section=section)
+        self._validate_params()
+        name = type(self).__name__
+        X = self._validate_input(X, reset=False, reduce=False)
+        labels = {}
+        for key, value, fitted in (("domain", domain, self.domains_), ("section", section, self.sections_)):
+            if (value is None) != (fitted is None):
+                how = "with" if fitted is not None else "without"
+                raise ValueError(
+                    f"{name} was fitted {how} {key} labels, so partial_fit needs "
+                    f"{f'{key}=... (one of {fitted.tolist()} or a new one)' if fitted is not None else f'no {key}'}."
+                )
+            labels[key] = value
+        X, domain, section = self._normal_clips(X, y, labels["domain"], labels["section"])
+        if not len(X):
+            raise ValueError(f"{name}.partial_fit: no normal clips to add.")
+        if self._stores_rows and vars(self).get("model_rows_") is None:
+            raise ValueError(
+                f"{name} was saved by an earlier skasd without its training rows (model_rows_), so clips cannot be "
+                "added to it; refit it on the old and the new clips."
+            )
+        old_offset = self.offset_
+        old_section_offsets = dict(self.section_offsets_ or {})
+        rows = [self._model_rows(i) for i in range(len(self.models_))]
+        counts = [len(r) for r in rows]
+        models, groups, n = list(self.models_), list(self.model_groups_), len(self.models_)
+        # models of earlier skasd versions: no scales (0.1: raw scores), no per-group profiles (0.2: the
+        # pooled one stands for every group; it pools back exactly), no profile at all (0.1)
+        scales = list(vars(self).get("model_scales_", [(0.0, 1.0)] * n))
+        profiles = vars(self).get("model_profiles_")
+        if profiles is None and vars(self).get("band_profile_") is not None:
+            profiles = [self.band_profile_] * n
+        profiles = None if profiles is None else list(profiles)
+        owns, added = [None] * n, {}
+        for s, d, mask in self._label_groups(domain, section, len(X)):
+            new = _reduce_3d(X[mask]) if X.ndim == 3 else X[mask]
+            profile = _profile(X[mask]) if profiles is not None else None
+            if (s, d) in groups:  # more clips for a group the model holds: its model refitted on all
+                i = groups.index((s, d))
+                if profiles is not None:
+                    w = counts[i] / (counts[i] + len(new))
+                    profile = _pool_profiles([profiles[i], profile], [w, 1 - w])
+                new = np.concatenate([rows[i], new])
+            else:
+                i = len(models)
+                for items in (models, scales, rows, owns) + (() if profiles is None else (profiles,)):
+                    items.append(None)
+                groups.append((s, d)), counts.append(0)
+            added[(s, d)] = int(mask.sum())
+            models[i], owns[i], scales[i] = self._fit_group(new, s, d)
+            rows[i], counts[i] = new, len(new)
+            if profiles is not None:
+                profiles[i] = profile
+        order = sorted(range(len(models)), key=lambda i: groups[i])  # as fit orders them
+        pick = lambda items: [items[i] for i in order]  # noqa: E731
+        self.models_, self.model_groups_, self.model_scales_ = pick(models), pick(groups), np.array(pick(scales))
+        if profiles is not None:
+            counts = pick(counts)
+            self.model_profiles_ = np.stack(pick(profiles))
+            self.band_profile_ = _pool_profiles(self.model_profiles_, np.array(counts) / sum(counts))
+        if self._stores_rows:
+            self.model_rows_ = pick(rows)
+        for key, value in (("domains_", domain), ("sections_", section)):
+            if value is not None:
+                setattr(self, key, np.unique(np.concatenate([getattr(self, key), value]).astype(object)).astype(object))
+        if hasattr(self.models_[0], "n_iter_"):
+            self.n_iter_ = max(model.n_iter_ for model in self.models_)
+        train = self._set_thresholds(pick(owns))
+        # the new clips (the last of their group's rows) against the threshold before this call
+        above = total = 0
+        for i, (s, d) in enumerate(self.model_groups_):
+            if (s, d) in added:
+                mine = train[i][-added[(s, d)] :]
+                offset = old_section_offsets.get(s, old_offset)
+                above, total = above + int(np.sum(-mine < offset)), total + len(mine)
+        share = round(1 - _GAMMA_QUANTILE, 12) if self.contamination == "auto" else self.contamination
+        # more than the share, beyond what chance gives normal clips (a binomial tail under 5 %): 2 of 10 above
+        # happens to one set of normal clips in four
+        if above > share * total and scipy.stats.binom.sf(above - 1, total, share) < _CHANCE:
+            warnings.warn(
+                f"{name}.partial_fit: {above} of the {total} added clips score above the threshold the model had "
+                f"before, more than the contamination share ({share:.0%}) and than chance gives normal clips: if some "
+                "are anomalies, the model now takes them for normal. Add only normal clips.",
+                UserWarning, stacklevel=2,
+            )
+        return self
+
+    _stores_rows = True  # keep each group's training rows (model_rows_) for partial_fit
+
+    def _model_rows(self, i):
+        """The training rows (reduced) of fitted model ``i``."""
+        return self.model_rows_[i]
+
+    def _normal_clips(self, X, y, domain, section):
+        """``X`` and its labels checked, without the clips ``y`` marks anomalous."""
         domain, section = self._check_labels("domain", domain, len(X)), self._check_labels("section", section, len(X))
         if y is not None:
             mask = normal_mask(y, len(X), type(self).__name__)
             if mask is not None:
                 X = X[mask]
                 domain, section = (None if a is None else a[mask] for a in (domain, section))
-        if X.ndim == 3:
-            profile, X = band_profile(X), _reduce_3d(X)
-        else:
-            profile = band_profile(X[:, :, None])
-        models, groups, scales, train, offsets = [], [], [], np.empty(len(X)), {}
-        for s, srows in _groups(section, len(X)):
-            Xs, best = X[srows], np.inf  # each clip's minimum over its section's domain models
-            for d, drows in _groups(None if domain is None else domain[srows], len(Xs)):
-                where = ", ".join(f"{k} {str(v)!r}" for k, v in (("section", s), ("domain", d)) if v is not None)
-                self._check_domain_size(drows.sum(), f" in {where}" if where else "")
-                model = self._fit_domain(Xs[drows])
-                own = self._train_anomaly(model, Xs[drows])
-                scale = self._scale(own)
-                scores = np.empty(len(Xs))
-                scores[drows] = (own - scale[0]) / scale[1]
-                if (~drows).any():
-                    scores[~drows] = (self._anomaly(model, Xs[~drows]) - scale[0]) / scale[1]
-                best = np.minimum(best, scores)
-                models.append(model)
-                groups.append((s, d))
-                scales.append(scale)
-            train[srows] = best
-            if section is not None:
-                offsets[s] = self._offset(-train[srows])
-        self.models_, self.model_groups_, self.model_scales_ = models, groups, np.array(scales)
-        self.band_profile_ = profile
-        self.domains_ = None if domain is None else np.unique(domain).astype(object)
-        self.sections_ = None if section is None else np.unique(section).astype(object)
-        self.section_offsets_ = offsets if section is not None else None
-        if hasattr(models[0], "n_iter_"):
-            self.n_iter_ = max(model.n_iter_ for model in models)
-        self._set_offset(-train)
-        return self
+        return X, domain, section
+
+    @staticmethod
+    def _label_groups(domain, section, n):
+        """``(section, domain, row mask)`` of each group of clips, sorted by section then domain."""
+        out = []
+        for s, srows in _groups(section, n):
+            where = np.flatnonzero(srows)
+            for d, drows in _groups(None if domain is None else domain[srows], len(where)):
+                mask = np.zeros(n, dtype=bool)
+                mask[where[drows]] = True
+                out.append((s, d, mask))
+        return out
+
+    def _fit_group(self, X, section, domain):
+        """``(model, its training clips' own anomaly scores, scale)`` of one (section, domain) group."""
+        where = ", ".join(f"{k} {str(v)!r}" for k, v in (("section", section), ("domain", domain)) if v is not None)
+        self._check_domain_size(len(X), f" in {where}" if where else "")
+        model = self._fit_domain(X)
+        own = self._train_anomaly(model, X)
+        return model, own, self._scale(own)
+
+    def _set_thresholds(self, owns):
+        """``offset_`` and ``section_offsets_`` from every training clip's score: its minimum over its
+        section's models (its own model's score ``owns[i]``, None: recomputed, leave-one-out where the
+        model has one), standardised. Returns each model's clips' scores (anomaly sign)."""
+        train, offsets, sections = [], {}, []
+        for s, _ in self.model_groups_:
+            if s not in sections:
+                sections.append(s)
+        for s in sections:
+            own = [i for i, (si, _) in enumerate(self.model_groups_) if si == s]
+            for i in own:
+                rows = self._model_rows(i)
+                mine = owns[i] if owns[i] is not None else self._train_anomaly(self.models_[i], rows)
+                location, scale = self.model_scales_[i]
+                best = (mine - location) / scale
+                for j in own:
+                    if j != i:
+                        best = np.minimum(best, self._model_anomaly(j, rows))
+                train.append(best)
+            if s is not None:
+                offsets[s] = self._offset(-np.concatenate([train[i] for i in own]))
+        self.section_offsets_ = offsets if self.model_groups_[0][0] is not None else None
+        self._set_offset(-np.concatenate(train))
+        return train
 
     def _scale(self, own):
         """``(location, scale)`` that standardise one model's anomaly scores: its training
@@ -339,6 +536,43 @@ class _InlierDetector(SectionScoringMixin, BaseDetector):
             section = np.repeat(self._check_labels("section", section, n_clips), len(starts))
         scores = -self._score_rows(rows, section)[0].reshape(n_clips, len(starts))
         return windows_to_frames(scores, starts, window, n_frames)
+
+    def normal_profile(self, X, section=None):
+        """The normal level of each band that each clip is compared with: that of the training
+        clips of its own (section, domain) group.
+
+        Each clip's group is the one whose model gives it its score (the smallest
+        standardised anomaly score among its section's models); the profile is that group's
+        row of ``model_profiles_``. :func:`skasd.inspection.explain` names the bands where a
+        clip departs from it, so that the gap between the domains is not taken for the
+        anomaly. (The mean of the clip's nearest training clips instead localised generated
+        anomalies worse, ``benchmarks/README.md``.)
+
+        Parameters
+        ----------
+        X : array-like of shape (n_clips, n_features) or (n_clips, n_mels, n_frames)
+            Clips, in the layout of ``fit``.
+        section : array-like of shape (n_clips,), default=None
+            Section of each clip, as in ``score_samples``.
+
+        Returns
+        -------
+        profiles : ndarray of shape (n_clips, 2, n_bands)
+            Mean and standard deviation of each band (mel band, or feature of 2-D input),
+            as ``band_profile_``. Models saved without ``model_profiles_`` (skasd 0.2) give
+            ``band_profile_`` for every clip.
+        """
+        check_is_fitted(self)
+        Xr = self._validate_input(X, reset=False)
+        groups = vars(self).get("model_profiles_")
+        if groups is None:
+            return np.repeat(self.band_profile_[None], len(Xr), axis=0)
+        anomaly = np.stack([self._model_anomaly(i, Xr) for i in range(len(self.models_))], axis=1)
+        if section is not None and self.sections_ is not None:
+            codes = self._section_codes(self._check_labels("section", section, len(Xr)))
+            own = np.array([[s == label for s, _ in self.model_groups_] for label in self.sections_[codes]])
+            anomaly = np.where(own, anomaly, np.inf)
+        return groups[anomaly.argmin(axis=1)]
 
     def fit_predict(self, X, y=None, domain=None, section=None):
         """Fit, then label the training clips by their own section's threshold.
@@ -478,6 +712,11 @@ class KNNDetector(_InlierDetector):
                 f"clip left out of its own training score); got {n}."
             )
 
+    _stores_rows = False  # the neighbour index holds them
+
+    def _model_rows(self, i):
+        return fitted_rows(self.models_[i])
+
     def _fit_domain(self, X):
         cosine = self.metric == "cosine"
         return NearestNeighbors(
@@ -531,6 +770,10 @@ class MahalanobisDetector(_InlierDetector):
     ----------
     models_ : list of sklearn covariance estimators
         One fitted estimator (``location_``, ``precision_``) per (section, domain) group.
+    model_rows_ : list of ndarray
+        The training rows of each of ``models_`` (reduced to band means and standard
+        deviations for 3-D input), which :meth:`partial_fit` refits a group on and scores
+        for the threshold.
     {groups}
     offset_ : float
         Threshold of ``decision_function``, from the training clips' in-sample scores.
@@ -616,6 +859,10 @@ class GMMDetector(_InlierDetector):
     ----------
     models_ : list of GaussianMixture
         One fitted mixture per (section, domain) group.
+    model_rows_ : list of ndarray
+        The training rows of each of ``models_`` (reduced to band means and standard
+        deviations for 3-D input), which :meth:`partial_fit` refits a group on and scores
+        for the threshold.
     {groups}
     n_iter_ : int
         Most EM iterations any group's mixture ran.

@@ -16,8 +16,9 @@ class ExplanationDisplay:
     """A clip's log-mel image with its frame scores over time, a heatmap of the bands that
     deviate from the normal training clips, its top segments and band, and the summary.
 
-    The heatmap shows each (band, frame)'s level minus the normal level of the band
-    (``band_profile_`` of the model), where it is at least 6 dB and twice the band's normal
+    The heatmap shows each (band, frame)'s level minus the normal level of the band that
+    :func:`skasd.inspection.explain` compares the clip with (its own section and domain's for an
+    inlier detector, else ``band_profile_`` of the model), where it is at least 6 dB and twice the band's normal
     spread above (red) or below (blue) normal; the curve (right axis) is the frame scores of
     :func:`skasd.inspection.frame_scores`; dashed boxes mark the segments of
     :func:`skasd.inspection.explain`, the solid one the top band of the top segment. Use

@@ -25,5 +25,12 @@ __all__ = [
     "_raise_for_params",
     "_routing_enabled",
     "_safe_indexing",
+    "fitted_rows",
     "validate_data",
 ]
+
+
+def fitted_rows(nearest_neighbors):
+    """The training rows a fitted :class:`~sklearn.neighbors.NearestNeighbors` searches
+    (its private ``_fit_X``, as fitted: after any transformation its caller applied)."""
+    return nearest_neighbors._fit_X

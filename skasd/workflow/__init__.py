@@ -7,6 +7,8 @@
 - ``_explain``: explanations of audio files (:func:`explain_files`, printed by
   :func:`format_explanation`) and their frame scores beside the submission files
   (:func:`write_frame_scores`).
+- ``_adapt``: a fitted model's detector extended with a folder of normal clips as a new domain or
+  section (:func:`adapt_model`, ``skasd adapt``).
 - ``_log`` and ``_watch``: what ``skasd watch`` does: :class:`Monitor` scores each new file of a
   folder once into a JSON-lines log (:class:`WatchLog`, read back by :func:`read_records`,
   its clips by :func:`log_clips`) and tests the recent scores for drift.
@@ -17,6 +19,7 @@ Problems of the request (a missing folder, an unknown model, files that do not d
 :class:`~skasd.exceptions.UsageError`, whose message the command line prints as is.
 """
 
+from ._adapt import adapt_model, clip_durations
 from ._explain import clip_sections, explain_files, format_explanation, write_frame_scores
 from ._experiment import REPORT_ROWS, report_models, reproduce_report, run_demo, write_dcase_layout, write_plots
 from ._pipeline import (
@@ -53,8 +56,10 @@ __all__ = [
     "FeaturesOnDemand",
     "Monitor",
     "WatchLog",
+    "adapt_model",
     "anomaly_thresholds",
     "build_pipeline",
+    "clip_durations",
     "clip_hashes",
     "clip_sections",
     "default_model",

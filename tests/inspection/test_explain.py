@@ -13,7 +13,8 @@ from skasd.inspection import explain
 from skasd.inspection._explain import _segments
 
 SR = 16000
-SENTENCE = re.compile(r"^[0-9.]+-[0-9.]+ s: [+-][0-9]+ dB in [0-9.]+-[0-9.]+ k?Hz, [a-z ()]+$")
+NOTHING = r"no segment stands out \(below the threshold\); closest to standing out: "
+SENTENCE = re.compile(rf"^({NOTHING})?[0-9.]+-[0-9.]+ s: [+-][0-9]+ dB in [0-9.]+-[0-9.]+ k?Hz, [a-z ()]+$")
 
 
 @pytest.fixture(scope="module")
@@ -110,9 +111,45 @@ def test_explain_table_and_errors(sounds):
     bad[0, 100] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         explain(pipe, bad)
-    del pipe[-1].band_profile_  # as a model saved by skasd 0.1
+    del pipe[-1].band_profile_, pipe[-1].model_profiles_  # as a model saved by skasd 0.1
     with pytest.raises(ValueError, match="no band_profile_.*Refit"):
         explain(pipe, test.data[:1])
+
+
+def test_a_clip_below_its_threshold_gets_no_segment_that_stands_out(sounds):
+    train, test = sounds
+    pipe = make_pipeline(LogMelTransformer(), KNNDetector()).fit(train.data[:20])
+    table = explain(pipe, np.r_[train.data[20:22], test.data[:8]], n_segments=3)
+    below = table[~table["anomalous"]]
+    assert {0, 1} <= set(below["clip"]) and below["clip"].is_unique  # one row each
+    assert below["summary"].str.match(NOTHING).all()
+    flagged = table[table["anomalous"]]
+    assert flagged["clip"].nunique() > 0 and not flagged["summary"].str.match(NOTHING).any()
+
+
+def test_clips_are_compared_with_their_own_domain():
+    """A band 15 dB louder in the target domain is the domains' gap, not an anomaly: a target clip is
+    compared with the target clips, and its real change (band 3) is named, not band 12."""
+    rng = np.random.default_rng(0)
+    source = rng.normal(-40, 1, size=(30, 16, 40))
+    target = rng.normal(-40, 1, size=(12, 16, 40))
+    target[:, 12] += 15
+    det = KNNDetector(2, metric="euclidean", domain_norm="zscore").fit(
+        np.r_[source, target], domain=["source"] * 30 + ["target"] * 12)
+    clip = rng.normal(-40, 1, size=(2, 16, 40))
+    clip[:, 12] += 15
+    clip[1, 3, 10:30] += 12
+    np.testing.assert_allclose(det.normal_profile(clip), [[target.mean(axis=(0, 2)), target.std(axis=(0, 2))]] * 2)
+    np.testing.assert_allclose(det.normal_profile(source[:1]), [[source.mean(axis=(0, 2)), source.std(axis=(0, 2))]])
+    table = explain(det, clip, features=LogMelTransformer(n_mels=16), n_segments=1)
+    edges = [row["band_low_hz"] for _, row in table.iterrows()]
+    from skasd.inspection._frames import band_edges
+
+    bands = band_edges(LogMelTransformer(n_mels=16))[:, 0].tolist()
+    assert bands.index(edges[1]) == 3 and table["anomalous"].tolist() == [False, True]
+    # against the pooled profile of both domains, the gap (band 12) would have been named
+    del det.model_profiles_
+    assert explain(det, clip, features=LogMelTransformer(n_mels=16), n_segments=1)["band_low_hz"].iloc[0] == bands[12]
 
 
 def test_segments_grow_around_peaks():
