@@ -11,6 +11,7 @@ its size and modification time, so clones, pipelines and cross-validation folds 
 weights once. torch and transformers are imported inside the functions.
 """
 
+import contextlib
 import inspect
 import math
 import os
@@ -58,7 +59,14 @@ def load_encoder(model, weights=None):
             f"weights= is for model='aisfx'; a transformers model ({model!r}) brings its own weights"
         )
     source = os.fspath(model)
-    key = ("hf", *_file_key(os.path.join(source, "config.json"))) if os.path.isdir(source) else ("hf", source)
+    if os.path.isdir(source):
+        config = os.path.join(source, "config.json")
+        if not os.path.isfile(config):
+            raise ValueError(f"model={source!r} is a directory without config.json: not a transformers model "
+                             "directory (save_pretrained writes one)")
+        key = ("hf", *_file_key(config))
+    else:
+        key = ("hf", source)
     return _remember(key, lambda: _Transformers(source))
 
 
@@ -118,9 +126,29 @@ class _Aisfx:
         return np.ascontiguousarray(E.transpose(0, 2, 1))
 
 
+@contextlib.contextmanager
+def _quiet_transformers(transformers):
+    """transformers' loading messages and progress bars off inside the block, as they were after it."""
+    logging = transformers.utils.logging
+    level, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.set_verbosity(level)
+        if bars:
+            logging.enable_progress_bar()
+
+
 class _Transformers:
     def __init__(self, source):
-        import transformers
+        try:
+            import transformers
+        except ImportError as e:
+            raise ImportError(f"model={source!r} needs Hugging Face transformers: pip install 'skasd[pretrained]'") from e
         from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
         from transformers.feature_extraction_sequence_utils import SequenceFeatureExtractor
 
@@ -142,9 +170,7 @@ class _Transformers:
             raise ValueError(f"{not_audio}; it has no audio feature extractor ({str(e).splitlines()[0]})") from e
         if not isinstance(fe, SequenceFeatureExtractor) or not getattr(fe, "sampling_rate", None):
             raise ValueError(f"{not_audio}; its preprocessor is a {type(fe).__name__}")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # e.g. "some weights not used" for a model with heads
-            transformers.logging.set_verbosity_error()
+        with _quiet_transformers(transformers):  # e.g. "some weights not used" for a model with heads
             model = AutoModel.from_pretrained(source)
         if hasattr(model, "audio_model"):  # CLAP: the audio tower
             model = model.audio_model
@@ -187,6 +213,13 @@ class _Transformers:
             warnings.warn(
                 f"{self.name} reads at most {self.n_fixed / self.sample_rate:g} s: clips of "
                 f"{W.shape[1] / self.sample_rate:g} s are cropped to it", UserWarning, stacklevel=4,
+            )
+        longest = getattr(self.fe, "nb_max_samples", None)
+        if getattr(self.fe, "truncation", None) == "rand_trunc" and longest and W.shape[1] > longest:
+            warnings.warn(
+                f"{self.name}'s feature extractor crops clips longer than {longest / self.sample_rate:g} s at a "
+                f"random place (truncation='rand_trunc'), so their rows vary between calls; pass "
+                f"duration={longest / self.sample_rate:g}", UserWarning, stacklevel=4,
             )
         out = []
         with torch.inference_mode():

@@ -230,3 +230,92 @@ def test_aisfx_wheel_is_checked(aisfx_weights, tmp_path, monkeypatch):
         fetch_weights("aisfx", source=wheel)
     with pytest.raises(ValueError, match="unknown weights 'beats'"):
         fetch_weights("beats")
+
+
+# ---------------------------------------------------------------------------- transformers directories
+transformers = pytest.importorskip("transformers")
+
+
+def _hf_dir(tmp_path_factory, name, model, extractor):
+    path = tmp_path_factory.mktemp(name)
+    torch.manual_seed(0)
+    model.save_pretrained(path)
+    extractor.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def wav2vec2_dir(tmp_path_factory):
+    cfg = transformers.Wav2Vec2Config(
+        hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32, conv_dim=(8, 8),
+        conv_stride=(5, 4), conv_kernel=(10, 8), num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
+        num_feat_extract_layers=2)
+    return _hf_dir(tmp_path_factory, "wav2vec2", transformers.Wav2Vec2Model(cfg),
+                   transformers.Wav2Vec2FeatureExtractor(sampling_rate=16000))
+
+
+def test_transformers_directory_hidden_states(wav2vec2_dir, tmp_path):
+    X = _waves(3, 8000, seed=2) * 0.1
+    model = transformers.Wav2Vec2Model.from_pretrained(wav2vec2_dir).eval()
+    fe = transformers.Wav2Vec2FeatureExtractor.from_pretrained(wav2vec2_dir)
+    with torch.no_grad():
+        out = model(**fe(list(X), sampling_rate=16000, return_tensors="pt"), output_hidden_states=True)
+    last, first = out.last_hidden_state.numpy(), out.hidden_states[1].numpy()
+    E = PretrainedEmbedding(model=wav2vec2_dir, batch_size=2).fit_transform(X)
+    np.testing.assert_allclose(E, np.concatenate([last.mean(1), last.std(1)], 1), rtol=1e-4, atol=1e-5)
+    E1 = PretrainedEmbedding(model=str(wav2vec2_dir), layer=1, pooling="max").fit_transform(X)
+    np.testing.assert_allclose(E1, first.max(1), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="layer=7: .* hidden states 0 \\(input embeddings\\) to 2"):
+        PretrainedEmbedding(model=wav2vec2_dir, layer=7).fit(X)
+    # clips at 8 kHz are resampled to the model's 16 kHz
+    low = librosa.resample(X, orig_sr=16000, target_sr=8000, axis=-1)
+    E8 = PretrainedEmbedding(model=wav2vec2_dir, sr=8000).fit_transform(low)
+    assert E8.shape == E.shape and np.corrcoef(E8.ravel(), E.ravel())[0, 1] > 0.9
+    # shorter than the convolutions' receptive field (10 + 7 * 5 = 45 samples): padded, with a warning
+    with pytest.warns(UserWarning, match="shorter than the encoder's window of 45 samples"):
+        assert PretrainedEmbedding(model=wav2vec2_dir).fit_transform(X[:, :30]).shape == (3, 32)
+    # the feature cache gives the same rows, also for another pooling of the stored steps
+    cached = PretrainedEmbedding(model=wav2vec2_dir, cache=tmp_path / "c")
+    np.testing.assert_allclose(cached.fit_transform(X), E, rtol=1e-6, atol=1e-7)
+    entries = sorted((tmp_path / "c").rglob("*.npz"))
+    assert len(entries) == 3
+    np.testing.assert_allclose(clone(cached).set_params(pooling="max").transform(X), last.max(1), rtol=1e-4, atol=1e-5)
+    assert sorted((tmp_path / "c").rglob("*.npz")) == entries
+    # a pipeline on it goes through a model file
+    pipe = make_pipeline(PretrainedEmbedding(model=wav2vec2_dir), KNNDetector()).fit(X[:2])
+    skasd.save(pipe, tmp_path / "p.skasd")
+    np.testing.assert_allclose(skasd.load(tmp_path / "p.skasd").score_samples(X), pipe.score_samples(X), atol=1e-6)
+
+
+def test_ast_and_whisper_directories(tmp_path_factory):
+    X = _waves(2, 16000, seed=3) * 0.1
+    ast = _hf_dir(tmp_path_factory, "ast", transformers.ASTModel(transformers.ASTConfig(
+        hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, num_mel_bins=16,
+        max_length=64)), transformers.ASTFeatureExtractor(num_mel_bins=16, max_length=64))
+    assert PretrainedEmbedding(model=ast, pooling="mean").fit_transform(X).shape == (2, 16)
+    whisper = _hf_dir(tmp_path_factory, "whisper", transformers.WhisperModel(transformers.WhisperConfig(
+        d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
+        encoder_ffn_dim=32, decoder_ffn_dim=32, num_mel_bins=16, vocab_size=50, pad_token_id=1, bos_token_id=2,
+        eos_token_id=3, decoder_start_token_id=2)), transformers.WhisperFeatureExtractor(feature_size=16))
+    emb = PretrainedEmbedding(model=whisper, pooling="mean")
+    E = emb.fit_transform(X)
+    assert E.shape == (2, 16)
+    # the encoder's frames of the 30-s padding are left out: 1 s of audio is 50 of its 1500 frames
+    enc = transformers.WhisperModel.from_pretrained(whisper).get_encoder().eval()
+    fe = transformers.WhisperFeatureExtractor.from_pretrained(whisper)
+    with torch.no_grad():
+        H = enc(fe(list(X), sampling_rate=16000, return_tensors="pt").input_features).last_hidden_state.numpy()
+    np.testing.assert_allclose(E, H[:, :50].mean(1), rtol=1e-4, atol=1e-5)
+
+
+def test_not_an_audio_encoder_is_named(tmp_path):
+    bert = tmp_path / "bert"
+    transformers.BertModel(transformers.BertConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                                   intermediate_size=32, vocab_size=50)).save_pretrained(bert)
+    X = _waves()
+    with pytest.raises(ValueError, match=r"bert'? \(bert\) is not an audio encoder"):
+        PretrainedEmbedding(model=bert).fit(X)
+    with pytest.raises(ValueError, match="directory without config.json"):
+        PretrainedEmbedding(model=tmp_path).fit(X)
+    with pytest.raises(ValueError, match="weights= is for model='aisfx'"):
+        PretrainedEmbedding(model=bert, weights="w.pth").fit(X)
