@@ -7,6 +7,8 @@
 - ``_explain``: explanations of audio files (:func:`explain_files`, printed by
   :func:`format_explanation`) and their frame scores beside the submission files
   (:func:`write_frame_scores`).
+- ``_weights``: pretrained weights in the user's cache (:func:`fetch_weights`,
+  :func:`list_weights`), for ``skasd weights``.
 - ``_experiment``: the founding report's experiment (:func:`reproduce_report`), the demo
   (:func:`run_demo`) and the evaluation plots (:func:`write_plots`).
 
@@ -38,6 +40,7 @@ from ._scoring import (
     section_labels,
     warn_in_sample,
 )
+from ._weights import describe_weights, fetch_weights, list_weights
 
 __all__ = [
     "CHUNK_SIZE",
@@ -52,10 +55,13 @@ __all__ = [
     "clip_sections",
     "default_model",
     "describe_models",
+    "describe_weights",
     "explain_files",
+    "fetch_weights",
     "fit_pipeline",
     "format_explanation",
     "load_clips",
+    "list_weights",
     "load_model",
     "report_models",
     "reproduce_report",
