@@ -32,6 +32,7 @@ _LAZY = {
     "ClassifierEmbedding": "skasd.models",
     "ClipStatsTransformer": "skasd.features",
     "SpectrumTransformer": "skasd.features",
+    "PretrainedEmbedding": "skasd.features",
     "FeatureStore": "skasd.features",
     "dask_transform": "skasd.features",
     "save": "skasd.io",

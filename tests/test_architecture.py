@@ -20,7 +20,7 @@ PACKAGE = ROOT / "skasd"
 
 # What a function may import lazily: optional dependencies (matplotlib, Dask, Accelerate) and
 # torch where its importer must load without it (the log-mel backend, the model-file codec).
-LAZY_ALLOWED = ("matplotlib", "librosa.display", "distributed", "dask", "accelerate", "torch", "skorch",
+LAZY_ALLOWED = ("matplotlib", "librosa.display", "distributed", "dask", "accelerate", "torch", "skorch", "transformers",
                 "skasd.plot", "skasd.utils._torch_compat")
 SKLEARN_COMPAT = "skasd.utils._sklearn_compat"
 # The dependency rule of ARCHITECTURE.md: the subpackages each one may import (besides itself

@@ -30,7 +30,9 @@ from ..workflow import (
     clip_hashes,
     default_model,
     describe_models,
+    describe_weights,
     explain_files,
+    fetch_weights,
     fit_pipeline,
     format_explanation,
     load_clips,
@@ -139,6 +141,15 @@ def cmd_adapt(args):
 
 def cmd_models(args):
     print(describe_models())
+
+
+def cmd_weights(args):
+    if args.action == "list":
+        print(describe_weights())
+        return
+    _log(args, f"fetching the {args.name} weights" + (f" from {args.source}" if args.source else " with pip"))
+    path = fetch_weights(args.name, source=args.source, force=args.force)
+    _log(args, f"{args.name} weights checked and stored at {path}")
 
 
 def _flagged_exit(args, pipe, clips, score, decision):

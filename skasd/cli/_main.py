@@ -1,4 +1,4 @@
-"""The ``skasd`` command line: train, adapt, models, score, watch, explain, evaluate, reproduce, demo.
+"""The ``skasd`` command line: train, adapt, models, weights, score, watch, explain, evaluate, reproduce, demo.
 
 Every command prints progress unless ``--quiet``. Exit codes: 0 done; 1 only from
 ``score --fail-on-anomaly`` and ``watch --once --fail-on-anomaly`` when a clip is flagged; 2 for every failure (bad input, a file
@@ -13,8 +13,18 @@ import warnings
 from ..exceptions import UsageError
 from ..io import FORMATS
 from ..workflow import CHUNK_SIZE, DEFAULT_MODEL, MODELS, SINGLE_DOMAIN_MODEL
-from ._commands import (cmd_adapt, cmd_demo, cmd_evaluate, cmd_explain, cmd_models, cmd_reproduce, cmd_score,
-                        cmd_train, cmd_watch)
+from ._commands import (
+    cmd_adapt,
+    cmd_demo,
+    cmd_evaluate,
+    cmd_explain,
+    cmd_models,
+    cmd_reproduce,
+    cmd_score,
+    cmd_train,
+    cmd_watch,
+    cmd_weights,
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -89,6 +99,18 @@ def build_parser():
 
     p = sub.add_parser("models", parents=[common], help="list the detectors 'train --model' takes")
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("weights", parents=[common], help="get pretrained encoder weights into the skasd cache")
+    actions = p.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    q = actions.add_parser("fetch", parents=[common], help="download (pip), check and store published weights")
+    q.add_argument("name", choices=("aisfx",), help="which weights")
+    q.add_argument("--from", dest="source", metavar="FILE",
+                   help="a local copy of the wheel (aisfx-0.1.2-py2.py3-none-any.whl) or of its checkpoint.pth, "
+                        "instead of downloading it")
+    q.add_argument("--force", action="store_true", help="fetch again when the cache holds them already")
+    q = actions.add_parser("list", parents=[common], help="the known weights and whether the cache holds them")
+    q.set_defaults(name=None, source=None, force=False)
+    p.set_defaults(func=cmd_weights)
 
     p = sub.add_parser("score", parents=[common], help="write the official DCASE anomaly-score files")
     data_args(p)

@@ -6,6 +6,9 @@
 - :class:`ClipStatsTransformer` (``_clip_stats``): one row of summary statistics per clip.
 - :class:`SpectrumTransformer` (``_spectrum``): one fine-resolution, level-normalised log power
   spectrum per clip (the default recipe's feature for DCASE-style data).
+- :class:`PretrainedEmbedding` (``_pretrained``): one row per clip from a frozen pretrained
+  encoder (``_encoders``: aisfx, whose network and input are ``_aisfx``; transformers models;
+  user modules), its weights checked and kept in the user's cache (``_weights``).
 - The per-clip feature cache (``_cache``), :class:`FeatureStore` (``_stream``: features of more
   clips than fit in memory) and :func:`dask_transform` (``_dask``).
 
@@ -16,6 +19,7 @@ from ..exceptions import AudioError
 from ._audio import load_audio
 from ._clip_stats import ClipStatsTransformer
 from ._dask import dask_transform
+from ._pretrained import PretrainedEmbedding
 from ._spectral import LogMelTransformer, MFCCTransformer
 from ._spectrum import SpectrumTransformer
 from ._stream import FeatureStore
@@ -26,6 +30,7 @@ __all__ = [
     "FeatureStore",
     "LogMelTransformer",
     "MFCCTransformer",
+    "PretrainedEmbedding",
     "SpectrumTransformer",
     "dask_transform",
     "load_audio",

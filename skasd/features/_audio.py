@@ -292,14 +292,15 @@ def _decode_all(paths, sr, n_jobs, verbose):
     return list(results)
 
 
-def _load_batch(X, *, sr=16000, duration=None, n_jobs=None, verbose=False):
+def _load_batch(X, *, sr=16000, duration=None, n_jobs=None, verbose=False, warn_resampled=True):
     """Turn a batch of clips into a float32 array ``(n_clips, n_samples)`` at ``sr`` Hz.
 
     ``X`` is a list/tuple/pandas Series/1-D object array of paths (decoded in parallel
     with joblib threads, ``n_jobs``; a tqdm bar when ``verbose`` and many files), a list of
     1-D waveforms, or a 2-D array. ``duration`` (seconds) crops/pads every clip; without it
-    all clips must have the same length. Warns once per batch about resampled files and
-    about silent (all-zero) clips.
+    all clips must have the same length. Warns once per batch about resampled files (unless
+    ``warn_resampled=False``: callers for which resampling is the rule) and about silent
+    (all-zero) clips.
     """
     _check_sr(sr)
     n = _n_samples(duration, sr)
@@ -314,7 +315,7 @@ def _load_batch(X, *, sr=16000, duration=None, n_jobs=None, verbose=False):
         names = [os.fspath(p) for p in clips]
         decoded = _decode_all(clips, sr, n_jobs, verbose)
         resampled = [(name, fsr) for name, (_, fsr) in zip(names, decoded) if fsr != sr]
-        if resampled:
+        if resampled and warn_resampled:
             rates = sorted({fsr for _, fsr in resampled})
             warnings.warn(
                 f"{len(resampled)} file(s) resampled from {'/'.join(map(str, rates))} Hz to {sr} Hz: "

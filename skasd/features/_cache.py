@@ -116,8 +116,8 @@ def cached_features(directory, params, X, *, load, compute, n_rows, n_frames=Non
         validation (``_load_batch`` with its parameters).
     compute : callable
         ``compute(W)`` -> float32 ``(n_clips, n_rows, n_frames)``: the feature backend.
-    n_rows, n_frames : int, int or None
-        Expected shape of one clip's features (``n_frames`` None when clip lengths are free).
+    n_rows, n_frames : int or None, int or None
+        Expected shape of one clip's features (None: any, e.g. ``n_frames`` when clip lengths are free).
 
     Returns
     -------
@@ -142,8 +142,8 @@ def cached_features(directory, params, X, *, load, compute, n_rows, n_frames=Non
             missing.append(i)
             continue
         if out is None:
-            out = np.empty((len(keys), n_rows, a.shape[1]), dtype=np.float32)
-        elif a.shape[1] != out.shape[2]:
+            out = np.empty((len(keys), *a.shape), dtype=np.float32)
+        elif a.shape != out.shape[1:]:
             return _uncached(load, compute, clips, W)
         out[i] = a
     if damaged:

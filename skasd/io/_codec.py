@@ -257,6 +257,9 @@ class Encoder:
         name = _class_name(cls)
         if name is None:
             raise self._unsupported(path, f"the estimator class {cls.__module__}.{cls.__qualname__}")
+        why = est._unstorable() if hasattr(est, "_unstorable") else None  # e.g. a parameter that is code
+        if why:
+            raise ModelFileError(f"cannot store {path}: {why}")
         params = est.get_params(deep=False)
         self.seen[id(est)] = len(self.seen)
         params = {k: None if k in _RUNTIME_PARAMS else v for k, v in params.items()}

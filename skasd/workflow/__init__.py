@@ -12,6 +12,8 @@
 - ``_log`` and ``_watch``: what ``skasd watch`` does: :class:`Monitor` scores each new file of a
   folder once into a JSON-lines log (:class:`WatchLog`, read back by :func:`read_records`,
   its clips by :func:`log_clips`) and tests the recent scores for drift.
+- ``_weights``: pretrained weights in the user's cache (:func:`fetch_weights`,
+  :func:`list_weights`), for ``skasd weights``.
 - ``_experiment``: the founding report's experiment (:func:`reproduce_report`), the demo
   (:func:`run_demo`) and the evaluation plots (:func:`write_plots`).
 
@@ -46,6 +48,7 @@ from ._scoring import (
     warn_in_sample,
 )
 from ._watch import Monitor
+from ._weights import describe_weights, fetch_weights, list_weights
 
 __all__ = [
     "CHUNK_SIZE",
@@ -64,10 +67,13 @@ __all__ = [
     "clip_sections",
     "default_model",
     "describe_models",
+    "describe_weights",
     "explain_files",
+    "fetch_weights",
     "fit_pipeline",
     "format_explanation",
     "load_clips",
+    "list_weights",
     "load_model",
     "log_clips",
     "report_models",

@@ -1,0 +1,54 @@
+"""Pretrained weights in the user's skasd cache: what ``skasd weights fetch`` and ``skasd weights list`` do."""
+
+import os
+
+from ..exceptions import UsageError
+from ..features._weights import WEIGHTS, cache_dir, read_aisfx_weights, weights_file
+from ..features._weights import fetch_weights as _fetch
+
+__all__ = ["fetch_weights", "list_weights"]
+
+
+def fetch_weights(name, *, source=None, force=False):
+    """Get the published weights ``name`` (``"aisfx"``) into the user's skasd cache, checked.
+
+    Downloads the wheel with pip (``pip download aisfx==0.1.2 --no-deps``) unless ``source`` is
+    a local copy of the wheel or of its ``checkpoint.pth``; checks the SHA-256 of both and
+    stores the embedding network's weights as safetensors. Returns the file's path. Problems of
+    the request (an unknown name, a file that is not the published one, pip failing) raise
+    :class:`~skasd.exceptions.UsageError`.
+    """
+    if name not in WEIGHTS:
+        raise UsageError(f"unknown weights {name!r}; 'skasd weights list' shows the known ones: "
+                         f"{', '.join(sorted(WEIGHTS))}")
+    try:
+        return _fetch(name, source=source, force=force)
+    except (ValueError, OSError) as e:
+        raise UsageError(str(e)) from e
+
+
+def list_weights():
+    """One dict per known set of weights: ``name``, ``path`` (in the cache), ``status``
+    ("present", "missing" or why the file is refused), ``licence`` and ``credit``."""
+    rows = []
+    for name, info in WEIGHTS.items():
+        path = weights_file(name)
+        status = "missing"
+        if os.path.isfile(path):
+            try:
+                read_aisfx_weights(path)
+                status = "present"
+            except ValueError as e:
+                status = f"refused ({str(e).splitlines()[0]})"
+        rows.append({"name": name, "path": path, "status": status, "licence": info["licence"],
+                     "credit": info["credit"]})
+    return rows
+
+
+def describe_weights():
+    """The text of ``skasd weights list``."""
+    lines = [f"skasd cache: {cache_dir()} (set SKASD_CACHE to move it)"]
+    for row in list_weights():
+        lines.append(f"{row['name']}: {row['status']} at {row['path']}")
+        lines.append(f"  licence {row['licence']}: {row['credit']}")
+    return "\n".join(lines)
