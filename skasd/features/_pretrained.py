@@ -15,11 +15,32 @@ from ._base import ClipTransformer
 from ._cache import cached_features
 from ._encoders import load_encoder, module_encoder
 
-__all__ = ["PretrainedEmbedding"]
+__all__ = ["PretrainedEmbedding", "load_waveforms"]
 
 # Clips decoded and embedded at once: bounds memory (32 clips of 12 s at 44.1 kHz: 68 MB of audio).
 _CHUNK = 32
 _STATS = {"mean": np.mean, "std": np.std, "max": np.max}
+
+
+def load_waveforms(clips, sample_rate, min_samples, *, sr, duration=None, n_jobs=None, stacklevel=2):
+    """Clips (paths decoded at ``sample_rate``; waveforms at ``sr`` Hz resampled to it) as float32
+    ``(n_clips, n_samples)``, zero-padded with a warning to ``min_samples`` (an encoder's window).
+    Shared by :class:`PretrainedEmbedding` and ``ClassifierEmbedding(backbone=...)``."""
+    if len(clips) and isinstance(clips[0], (str, os.PathLike)):
+        W = _load_batch(clips, sr=sample_rate, duration=duration, n_jobs=n_jobs, warn_resampled=False)
+    else:
+        W = _load_batch(clips, sr=sr, duration=duration)
+        if sr != sample_rate:
+            W = librosa.resample(W, orig_sr=sr, target_sr=sample_rate, axis=-1).astype(np.float32)
+    if W.shape[1] < min_samples:
+        warnings.warn(
+            f"clips of {W.shape[1]} samples ({W.shape[1] / sample_rate:.3g} s at {sample_rate} Hz) are "
+            f"shorter than the encoder's window of {min_samples} samples "
+            f"({min_samples / sample_rate:.3g} s): zero-padded to it",
+            UserWarning, stacklevel=stacklevel,
+        )
+        W = np.pad(W, [(0, 0), (0, min_samples - W.shape[1])])
+    return W
 
 
 def _is_module(model):
@@ -235,22 +256,8 @@ class PretrainedEmbedding(ClipTransformer, auto_wrap_output_keys=None):
     # ------------------------------------------------------------------ steps
     def _load(self, enc, clips):
         """Decode/resample ``clips`` to the encoder's rate, padding clips shorter than its window."""
-        if len(clips) and isinstance(clips[0], (str, os.PathLike)):
-            W = _load_batch(clips, sr=enc.sample_rate, duration=self.duration, n_jobs=self.n_jobs,
-                            warn_resampled=False)
-        else:
-            W = _load_batch(clips, sr=self.sr, duration=self.duration)
-            if self.sr != enc.sample_rate:
-                W = librosa.resample(W, orig_sr=self.sr, target_sr=enc.sample_rate, axis=-1).astype(np.float32)
-        if W.shape[1] < enc.min_samples:
-            warnings.warn(
-                f"clips of {W.shape[1]} samples ({W.shape[1] / enc.sample_rate:.3g} s at {enc.sample_rate} Hz) are "
-                f"shorter than the encoder's window of {enc.min_samples} samples "
-                f"({enc.min_samples / enc.sample_rate:.3g} s): zero-padded to it",
-                UserWarning, stacklevel=5,
-            )
-            W = np.pad(W, [(0, 0), (0, enc.min_samples - W.shape[1])])
-        return W
+        return load_waveforms(clips, enc.sample_rate, enc.min_samples, sr=self.sr, duration=self.duration,
+                              n_jobs=self.n_jobs, stacklevel=6)
 
     def _steps(self, enc, clips, device):
         """The embeddings of every time step of ``clips``: float32 (n_clips, n_dims, n_steps)."""

@@ -10,6 +10,7 @@ inference and model files are the shared torch base's
 """
 
 import hashlib
+import os
 from functools import partial
 from numbers import Integral, Real
 
@@ -19,6 +20,10 @@ from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.validation import check_is_fitted
 
+from ..features._aisfx import AISFX, aisfx_logmel
+from ..features._audio import _check_clips
+from ..features._encoders import load_encoder
+from ..features._pretrained import load_waveforms
 from ..features._stream import FeatureStore
 from ..utils._docstring import Substitution
 from ..utils._sklearn_compat import Interval, StrOptions, validate_data
@@ -30,6 +35,9 @@ from ._torch._estimator import BaseTorchEstimator, parameter_docs
 from ._torch._nets import _ClassifierNet
 
 __all__ = ["ClassifierEmbedding"]
+
+# Clips decoded at once with a backbone (32 clips of 10 s at 44.1 kHz: 56 MB of audio).
+_CHUNK = 32
 
 
 def _unit(Z):
@@ -122,6 +130,31 @@ class ClassifierEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         ID becomes trainable. The network sees ``n_mels - 2 max|k|`` bands (the centre
         band; shifted copies read the neighbouring bands, so no padding gives the copies
         away). ``()`` turns this off.
+    backbone : {"aisfx"} or None, default=None
+        None: the CNN above, trained from scratch on log-mel input. ``"aisfx"``: fine-tune a
+        pretrained encoder instead, the sound-effects CNN of A. B. Ma and A. Lerch,
+        "Representation Learning for the Automatic Indexing of Sound Effects Libraries", ISMIR
+        2022 (weights CC BY 4.0; skasd's implementation, as in
+        :class:`~skasd.PretrainedEmbedding`): its four conv blocks give a 512-d vector per block
+        of 100 frames (2.3 s), followed by the embedding layer (linear to ``embed_dim``, batch
+        normalisation) and the ``loss`` head, trained as above. It computes its own input from
+        the clips (44.1 kHz, peak-normalised, 96 HTK mel bands, not standardised): ``fit`` and
+        ``transform`` then take a list of paths or waveforms at ``sr`` Hz, and refuse log-mel
+        input. The patches are its blocks of 100 frames, hopped by 50 (``patch_frames``,
+        ``patch_hop`` and ``channels`` are not used); ``pseudo_shifts`` shift its 96 bands.
+    backbone_weights : str, path-like or None, default=None
+        The backbone's pretrained weights, found as ``PretrainedEmbedding(weights=...)`` finds
+        them: the published ``checkpoint.pth`` or the safetensors file that ``skasd weights
+        fetch aisfx`` writes; None reads the user's skasd cache. Read by ``fit`` only: a model
+        file stores the trained network (the fine-tuned backbone included) and the digest of the
+        weights it started from, not the weights file.
+    trainable_blocks : int in [0, 4], default=0
+        How many of the backbone's last conv blocks train with the embedding layer and the head:
+        0 keeps the backbone frozen; ``n`` trains blocks ``5 - n`` to 4. Frozen blocks keep their
+        weights and, in eval mode, their batch-normalisation statistics. Only with a backbone.
+    sr : int, default=16000
+        With a backbone: sample rate of waveforms given in memory (resampled to 44.1 kHz);
+        files are decoded at 44.1 kHz directly. Unused without a backbone.
     max_epochs : int, default=30
         Training epochs (fewer with ``early_stopping``).
     batch_size : int, default=32
@@ -153,11 +186,15 @@ class ClassifierEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         Mean and standard deviation over the training clips' frames of each mel band (dB),
         the normal level :func:`skasd.inspection.explain` compares a clip's bands with.
     n_features_in_ : int
-        Number of mel bands seen in fit.
+        Number of mel bands seen in fit (96 with a backbone).
+    backbone_sha256_ : str or None
+        Digest of the pretrained weights the backbone started from (as
+        ``PretrainedEmbedding.weights_sha256_``); None without a backbone.
 
     See Also
     --------
     CNNAE : Autoencoder detector for a single machine without auxiliary labels.
+    PretrainedEmbedding : The pretrained encoders, frozen and untrained, one row per clip.
 
     Examples
     --------
@@ -170,6 +207,12 @@ class ClassifierEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     >>> emb = ClassifierEmbedding(embed_dim=16, patch_frames=16, max_epochs=2, random_state=0)
     >>> emb.fit(X, ids).transform(X).shape  # mean and standard deviation of the patches
     (8, 32)
+
+    Fine-tuning the pretrained aisfx CNN on clips (its weights from ``skasd weights fetch
+    aisfx``; its last conv block trains, the others stay frozen):
+
+    >>> finetuned = ClassifierEmbedding(backbone="aisfx", trainable_blocks=1)  # doctest: +SKIP
+    >>> finetuned.fit(paths, section_attribute_domain).transform(paths)  # doctest: +SKIP
     """
 
     _parameter_constraints = {
@@ -182,9 +225,13 @@ class ClassifierEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         "normalize": ["boolean"],
         "pooling": [StrOptions({"mean_std", "mean"})],
         "pseudo_shifts": [tuple],
+        "backbone": [StrOptions({"aisfx"}), None],
+        "backbone_weights": [str, os.PathLike, None],
+        "trainable_blocks": [Interval(Integral, 0, len(AISFX.channels), closed="both")],
+        "sr": [Interval(Integral, 1, None, closed="left")],
         **BaseTorchEstimator._parameter_constraints,
     }
-    _fitted_attributes = (*BaseTorchEstimator._fitted_attributes, "classes_", "band_profile_")
+    _fitted_attributes = (*BaseTorchEstimator._fitted_attributes, "classes_", "band_profile_", "backbone_sha256_")
 
     def __init__(
         self,
@@ -198,6 +245,10 @@ class ClassifierEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         pooling="mean_std",
         pseudo_shifts=(-1, 1),
         *,
+        backbone=None,
+        backbone_weights=None,
+        trainable_blocks=0,
+        sr=16000,
         max_epochs=30,
         batch_size=32,
         lr=1e-3,
@@ -222,6 +273,10 @@ class ClassifierEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         self.normalize = normalize
         self.pooling = pooling
         self.pseudo_shifts = pseudo_shifts
+        self.backbone = backbone
+        self.backbone_weights = backbone_weights
+        self.trainable_blocks = trainable_blocks
+        self.sr = sr
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -238,8 +293,44 @@ class ClassifierEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         self.verbose = verbose
 
     # ------------------------------------------------------------------ input
+    def _patch(self):
+        """``(frames, hop)`` of the patches: the backbone's blocks, else ``patch_frames`` and ``patch_hop``."""
+        if self.backbone is not None:
+            return AISFX.block, AISFX.block_hop
+        return self.patch_frames, self.patch_hop
+
+    def _backbone_input(self, X):
+        """The backbone's own input of the clips ``X``: aisfx log-mel, float32 ``(n_clips, 96, n_frames)``."""
+        name = type(self).__name__
+        if isinstance(X, FeatureStore) or getattr(X, "ndim", None) == 3:
+            raise ValueError(
+                f"{name}(backbone={self.backbone!r}) computes the backbone's own input (44.1 kHz, peak-normalised "
+                "96-band log-mel) from the clips: give a list of paths or waveforms (n_clips, n_samples) at sr Hz, "
+                "not log-mel spectrograms or a FeatureStore. For log-mel input (e.g. from LogMelTransformer), "
+                "use backbone=None."
+            )
+        _, clips = _check_clips(X, finite=False)  # waveforms are checked for NaN/inf by load_waveforms
+        parts = []
+        for start in range(0, len(clips), _CHUNK):
+            W = load_waveforms(clips[start : start + _CHUNK], AISFX.sample_rate, AISFX.min_samples, sr=self.sr,
+                               stacklevel=6)
+            parts.append(aisfx_logmel(W).transpose(0, 2, 1))
+        if len({p.shape[2] for p in parts}) > 1:
+            raise ValueError(
+                f"{name}(backbone={self.backbone!r}) needs clips of one length; got clips of "
+                f"{sorted({p.shape[2] for p in parts})} frames. Crop or pad them to one duration."
+            )
+        return np.ascontiguousarray(np.concatenate(parts))
+
     def _validate_input(self, X, reset):
         name = type(self).__name__
+        if reset and self.backbone is None and self.trainable_blocks:
+            raise ValueError(
+                f"{name}: trainable_blocks={self.trainable_blocks} is for a pretrained backbone "
+                "(backbone='aisfx'); without one the whole network trains."
+            )
+        if self.backbone is not None:
+            X = self._backbone_input(X)
         if reset and (not self.channels or not all(isinstance(c, Integral) and c > 0 for c in self.channels)):
             raise ValueError(f"{name}: channels must be a non-empty tuple of positive ints; got {self.channels!r}.")
         shifts = self.pseudo_shifts
@@ -254,9 +345,9 @@ class ClassifierEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
                 f"{name} expects a 3-D array (n_clips, n_mels, n_frames) of log-mel spectrograms, e.g. "
                 f"from LogMelTransformer; got {X.ndim}-D input of shape {X.shape}."
             )
-        if X.shape[2] < self.patch_frames:
+        if X.shape[2] < self._patch()[0]:
             raise ValueError(
-                f"{name} needs clips of at least patch_frames={self.patch_frames} frames; got "
+                f"{name} needs clips of at least patch_frames={self._patch()[0]} frames; got "
                 f"n_frames={X.shape[2]} (input shape {X.shape}). Lower patch_frames."
             )
         if reset and X.shape[1] <= 2 * self._margin():
@@ -309,6 +400,8 @@ class ClassifierEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         X : array-like of shape (n_clips, n_mels, n_frames), or FeatureStore
             Log-mel spectrograms (e.g. from ``LogMelTransformer``); a
             :class:`~skasd.FeatureStore` is streamed from disk, ``stream_buffer`` clips at a time.
+            With a ``backbone``: the clips, as a list of paths, a list of 1-D waveforms or an
+            array ``(n_clips, n_samples)`` at ``sr`` Hz, all of one length.
         y : array-like of shape (n_clips,), default=None
             Class labels to learn (machine IDs, sections, attributes) when
             ``machine_id`` is None. With ``machine_id`` given: anomaly labels (1 /
@@ -325,6 +418,9 @@ class ClassifierEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
 
     def _fit(self, X, y, machine_id):
         name = type(self).__name__
+        # the weights the backbone starts from, checked before any clip is decoded (cached per
+        # process: the module reads them again)
+        digest = None if self.backbone is None else load_encoder(self.backbone, self.backbone_weights).digest
         X = self._validate_input(X, reset=True)
         X, labels = self._training_labels(X, y, machine_id)
         encoder = LabelEncoder()
@@ -338,14 +434,15 @@ class ClassifierEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
                 "(CNNAE, DenseAE) for a single machine."
             )
         n_classes, n_mels = len(encoder.classes_), X.shape[1]
+        width = self._patch()[0]
 
         def make_dataset(loc, scale, device):
             codes_t = torch.from_numpy(codes).to(device)
             bands = torch.from_numpy(self._bands(n_mels)).to(device)
             if isinstance(X, FeatureStore):
-                return _CropStream(X, codes_t, n_classes, self.patch_frames, loc, scale, self.mixup, bands,
+                return _CropStream(X, codes_t, n_classes, width, loc, scale, self.mixup, bands,
                                    self.stream_buffer, device)
-            return _CropDataset(torch.from_numpy(X).to(device), codes_t, n_classes, self.patch_frames, loc, scale,
+            return _CropDataset(torch.from_numpy(X).to(device), codes_t, n_classes, width, loc, scale,
                                 self.mixup, bands)
 
         labels_digest = hashlib.sha256(np.ascontiguousarray(codes, dtype=np.int64).tobytes())
@@ -353,22 +450,26 @@ class ClassifierEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         net, loc, scale = self._train(
             X, make_dataset,
             partial(self._make_net, n_mels=n_mels - 2 * self._margin(),
-                    n_classes=n_classes * (1 + len(self.pseudo_shifts))),
-            items_per_clip=max(1, X.shape[2] // self.patch_frames), item="crop", standardize=True,
-            run={"labels_sha256": labels_digest.hexdigest()},
+                    n_classes=n_classes * (1 + len(self.pseudo_shifts)), pretrained=True),
+            # a pretrained backbone reads its own input scale, unstandardised
+            items_per_clip=max(1, X.shape[2] // width), item="crop", standardize=self.backbone is None,
+            run={"labels_sha256": labels_digest.hexdigest(), "backbone_sha256": digest},
         )
         # fitted attributes only once training succeeded
         self.net_, self.loc_, self.scale_, self.classes_ = net, loc, scale, encoder.classes_
+        self.backbone_sha256_ = digest
         self.band_profile_ = band_profile(X, self.stream_buffer)
         self._n_features_out = self.embed_dim * (2 if self.pooling == "mean_std" else 1)
         return self
 
-    def _make_net(self, device, n_mels=None, n_classes=None, **kwargs):
+    def _make_net(self, device, n_mels=None, n_classes=None, pretrained=False, **kwargs):
         """The (uninitialised) skorch net for ``n_mels`` mel bins and ``n_classes`` targets.
 
         Without them, for the fitted ``n_features_in_`` and ``classes_``: a model file is
         rebuilt by calling this on the fitted estimator, then ``initialize()`` and loading the
-        saved weights. ``kwargs`` override or add skorch arguments.
+        saved weights. ``pretrained``: a backbone starts from ``backbone_weights`` (fit), else
+        from random weights that the saved ones replace (a model file needs no weights file).
+        ``kwargs`` override or add skorch arguments.
         """
         if n_mels is None:
             n_mels = self.n_features_in_ - 2 * self._margin()
@@ -378,6 +479,9 @@ class ClassifierEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
             n_mels=n_mels, n_classes=n_classes, channels=tuple(self.channels), embed_dim=self.embed_dim,
             loss=self.loss,
         )
+        if self.backbone is not None:
+            module_params.update(backbone=self.backbone, trainable_blocks=self.trainable_blocks, pretrained=pretrained,
+                                 weights=self.backbone_weights)
         return self._build_net(
             _ClassifierNet, _ClassifierModule, module_params, device, criterion=torch.nn.CrossEntropyLoss, **kwargs
         )
@@ -389,7 +493,8 @@ class ClassifierEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         Parameters
         ----------
         X : array-like of shape (n_clips, n_mels, n_frames), or FeatureStore
-            Log-mel spectrograms, as in fit; a FeatureStore is read chunk by chunk.
+            Log-mel spectrograms, as in fit; a FeatureStore is read chunk by chunk. With a
+            ``backbone``: clips, as in fit.
 
         Returns
         -------
@@ -404,7 +509,7 @@ class ClassifierEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
 
     def _patch_embeddings(self, X):
         """Embedding of each patch of each (validated) clip: ``(n_clips, n_patches, embed_dim)``."""
-        encoder, margin, width, hop = self.net_.module_.encoder, self._margin(), self.patch_frames, self.patch_hop
+        encoder, margin, (width, hop) = self.net_.module_.encoder, self._margin(), self._patch()
         n_bins, n_patches = X.shape[1] - 2 * margin, (X.shape[2] - width) // hop + 1
 
         def embed(xb):
@@ -454,15 +559,17 @@ class ClassifierEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         """
         check_is_fitted(self)
         name = type(self).__name__
-        window = self.patch_frames + self.patch_hop if window is None else window
-        if not isinstance(window, Integral) or isinstance(window, bool) or window < self.patch_frames:
+        frames, hop = self._patch()
+        window = frames + hop if window is None else window
+        if not isinstance(window, Integral) or isinstance(window, bool) or window < frames:
             raise ValueError(
-                f"{name}.occlusion_transform: window must be an int of at least patch_frames={self.patch_frames} "
+                f"{name}.occlusion_transform: window must be an int of at least patch_frames={frames} "
                 f"frames; got {window!r}."
             )
-        Z = self._patch_embeddings(self._validate_input(X, reset=False))
+        X = self._validate_input(X, reset=False)
+        Z = self._patch_embeddings(X)
         n_patches = Z.shape[1]
-        per_window = (window - self.patch_frames) // self.patch_hop + 1
+        per_window = (window - frames) // hop + 1
         if per_window >= n_patches:
             raise ValueError(
                 f"{name}: a window of {window} frames covers all {n_patches} patches of the clips "
@@ -478,8 +585,8 @@ class ClassifierEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         if self.normalize:
             parts = [_unit(part) for part in parts]
         out = np.concatenate(parts, -1)
-        return (_unit(out) if self.normalize else out), self._pool(Z), starts * self.patch_hop, (
-            self.patch_frames + (per_window - 1) * self.patch_hop)
+        return (_unit(out) if self.normalize else out), self._pool(Z), starts * hop, (
+            frames + (per_window - 1) * hop)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -1,9 +1,13 @@
-"""torch modules of ClassifierEmbedding: a ResNet-like encoder of log-mel patches and the
-classification heads it is trained through."""
+"""torch modules of ClassifierEmbedding: a ResNet-like encoder of log-mel patches, the pretrained
+aisfx CNN as an alternative encoder (frozen or with its last blocks trainable), and the
+classification heads they are trained through."""
 
 import math
 
 import torch
+
+from ...features._aisfx import AISFX, aisfx_net
+from ...features._encoders import load_encoder
 
 __all__ = ["_ClassifierModule"]
 
@@ -68,6 +72,44 @@ class _Encoder(torch.nn.Module):
     def forward(self, x):  # x: (batch, n_mels, frames)
         h = self.blocks(self.stem(x.unsqueeze(1)))  # (batch, c, mel', frames')
         return self.norm(self.project(torch.cat([h.mean(3), h.std(3, correction=0)], 1).flatten(1)))
+
+
+class _AisfxEncoder(torch.nn.Module):
+    """The aisfx CNN (:mod:`skasd.features._aisfx`) as the encoder of ``(n_mels, frames)`` aisfx log-mel blocks.
+
+    Its four conv blocks give one 512-d vector per block (mean over frequency, max over time);
+    then the embedding layer of :class:`_Encoder` (a linear layer to ``embed_dim`` and batch
+    normalisation). The first ``4 - trainable_blocks`` conv blocks are frozen: their parameters
+    do not require gradients and their batch normalisation stays in eval mode (running
+    statistics unchanged) while the module trains. ``pretrained``: load the published weights
+    from ``weights`` (a path, or None for the user's skasd cache, as
+    :class:`~skasd.PretrainedEmbedding` does); else the CNN starts random, to be filled with a
+    saved state dict (a model file).
+    """
+
+    def __init__(self, embed_dim, trainable_blocks, pretrained=False, weights=None):
+        super().__init__()
+        self.backbone = aisfx_net()
+        if pretrained:
+            self.backbone.load_state_dict(load_encoder("aisfx", weights).net.state_dict())
+        self.n_frozen = len(AISFX.channels) - trainable_blocks
+        for block in self.frozen_blocks():
+            block.requires_grad_(False)
+        self.project = torch.nn.Linear(AISFX.channels[-1], embed_dim, bias=False)
+        self.norm = torch.nn.BatchNorm1d(embed_dim)
+        self.train()
+
+    def frozen_blocks(self):
+        return [getattr(self.backbone, f"conv_block{k}") for k in range(1, self.n_frozen + 1)]
+
+    def train(self, mode=True):
+        super().train(mode)
+        for block in self.frozen_blocks():  # frozen batch norm keeps its pretrained statistics
+            block.eval()
+        return self
+
+    def forward(self, x):  # x: (batch, n_mels, frames); aisfx reads time first
+        return self.norm(self.project(self.backbone(x.transpose(1, 2))))
 
 
 class _SoftmaxHead(torch.nn.Module):
@@ -158,11 +200,19 @@ _HEADS = {
 
 
 class _ClassifierModule(torch.nn.Module):
-    """Encoder + classification head; ``forward(x, target)`` returns class logits."""
+    """Encoder + classification head; ``forward(x, target)`` returns class logits.
 
-    def __init__(self, n_mels, n_classes, channels, embed_dim, loss):
+    ``backbone="aisfx"``: the encoder is :class:`_AisfxEncoder` (``n_mels`` and ``channels``
+    unused); ``trainable_blocks``, ``pretrained`` and ``weights`` go to it.
+    """
+
+    def __init__(self, n_mels, n_classes, channels, embed_dim, loss, backbone=None, trainable_blocks=0,
+                 pretrained=False, weights=None):
         super().__init__()
-        self.encoder = _Encoder(n_mels, channels, embed_dim)
+        if backbone == "aisfx":
+            self.encoder = _AisfxEncoder(embed_dim, trainable_blocks, pretrained, weights)
+        else:
+            self.encoder = _Encoder(n_mels, channels, embed_dim)
         self.head = _HEADS[loss](embed_dim, n_classes)
         self.embed_dim = embed_dim
 
