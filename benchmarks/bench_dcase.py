@@ -13,7 +13,10 @@ the mean +- standard deviation over seeds for the trained detectors, beside the 
 DCASE 2023 baseline figures of that machine type where known. Fit time and peak resident
 memory of each fit are printed too (one torch thread; the log-mel features are computed
 once, before the fits, and are not counted, except for the default recipe ``knn-spectrum``,
-whose fit and score times include decoding the files and computing their spectra).
+whose fit and score times include decoding the files and computing their spectra, and the
+fine-tuned aisfx backbone ``embedding-aisfx``, which reads the files too, at 44.1 kHz).
+``--aisfx-weights PATH`` gives it the published aisfx checkpoint (default: the user's skasd
+cache, see ``skasd weights fetch aisfx``); ``--aisfx-epochs`` its epochs.
 """
 
 import argparse
@@ -39,9 +42,13 @@ PUBLISHED = {
 }
 
 
-def detectors(seed):
-    """name -> (estimator taking log-mel, or file paths for the spectrum recipe, fit metadata names, trained?)."""
+def detectors(seed, aisfx_weights=None, aisfx_epochs=3):
+    """name -> (estimator taking log-mel, or file paths for the spectrum recipe and the aisfx backbone, fit
+    metadata names, trained?)."""
     emb = skasd.ClassifierEmbedding(max_epochs=10, random_state=seed)
+    # the pretrained aisfx CNN, its last conv block fine-tuned on the same classes
+    finetuned = skasd.ClassifierEmbedding(backbone="aisfx", backbone_weights=aisfx_weights, trainable_blocks=1,
+                                          max_epochs=aisfx_epochs, random_state=seed)
     spectrum = make_pipeline(skasd.SpectrumTransformer(), skasd.KNNDetector(metric="euclidean", domain_norm="zscore"))
     return {
         "knn-spectrum (default)": (spectrum, ("domain",), False),
@@ -54,7 +61,15 @@ def detectors(seed):
         "vae": (skasd.VAE(max_epochs=10, random_state=seed), (), True),
         "embedding-knn (10 epochs)": (
             make_pipeline(emb, skasd.KNNDetector(domain_norm="zscore")), ("machine_id", "domain"), True),
+        f"embedding-aisfx (1 block tuned, {aisfx_epochs} ep)": (
+            make_pipeline(finetuned, skasd.KNNDetector(domain_norm="zscore")), ("machine_id", "domain"), True),
     }
+
+
+def reads_files(est):
+    """Whether a detector reads the files itself (the spectrum recipe, a pretrained backbone)."""
+    first = est.steps[0][1] if hasattr(est, "steps") else est
+    return isinstance(first, skasd.SpectrumTransformer) or getattr(first, "backbone", None) is not None
 
 
 class PeakRSS:
@@ -95,7 +110,7 @@ def fit_kwargs(est, names, train):
     return {k: meta[k] for k in names}
 
 
-def run(data, machine_type, seeds, only):
+def run(data, machine_type, seeds, only, aisfx_weights=None, aisfx_epochs=3):
     skasd_cfg = dict(enable_metadata_routing=True)
     import sklearn
 
@@ -114,16 +129,18 @@ def run(data, machine_type, seeds, only):
     print(f"{mtype}: {len(train)} train clips ({(train.domain == 'target').sum()} target), {len(test)} test clips;"
           f" log-mel in {time.perf_counter() - t0:.1f} s", flush=True)
     rows = []
-    for name in detectors(0):
+    def make(seed):
+        return detectors(seed, aisfx_weights, aisfx_epochs)
+
+    for name in make(0):
         if only and not any(o in name for o in only):
             continue
-        trained = detectors(0)[name][2]
+        trained = make(0)[name][2]
         for seed in seeds if trained else seeds[:1]:
-            est, names, _ = detectors(seed)[name]
+            est, names, _ = make(seed)[name]
             est = clone(est)
             kwargs = fit_kwargs(est, names, train)
-            on_paths = hasattr(est, "steps") and isinstance(est.steps[0][1], skasd.SpectrumTransformer)
-            Xtr, Xte = (train.path.tolist(), test.path.tolist()) if on_paths else (Ltr, Lte)
+            Xtr, Xte = (train.path.tolist(), test.path.tolist()) if reads_files(est) else (Ltr, Lte)
             with PeakRSS() as mem:
                 t = time.perf_counter()
                 est.fit(Xtr, **kwargs)
@@ -163,10 +180,12 @@ def main():
     parser.add_argument("--machine-type")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--only", nargs="*", help="run only detectors whose name contains one of these")
+    parser.add_argument("--aisfx-weights", help="the aisfx checkpoint.pth (default: the user's skasd cache)")
+    parser.add_argument("--aisfx-epochs", type=int, default=3, help="epochs of the fine-tuned aisfx backbone")
     args = parser.parse_args()
     if not os.path.isdir(args.data):
         raise SystemExit(f"data folder not found: {args.data}")
-    run(args.data, args.machine_type, args.seeds, args.only)
+    run(args.data, args.machine_type, args.seeds, args.only, args.aisfx_weights, args.aisfx_epochs)
 
 
 if __name__ == "__main__":

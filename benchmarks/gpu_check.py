@@ -14,7 +14,13 @@ with its error, and the others still run):
    (goals: CNNAE and VAE < 60 s, the embedding < 2 min);
 3. a 2-candidate GridSearchCV of a CNNAE on the GPU;
 4. a model trained on the GPU, saved as a skasd model file, then loaded and scored in a
-   process where CUDA is hidden (``CUDA_VISIBLE_DEVICES=""``): same scores.
+   process where CUDA is hidden (``CUDA_VISIBLE_DEVICES=""``): same scores;
+5. fine-tuning the pretrained aisfx CNN (``ClassifierEmbedding(backbone="aisfx",
+   trainable_blocks=1)``) on 64 ToyCar train clips (``--toycar``; the generated clips where that
+   folder is absent) for ``--finetune-epochs`` epochs, fp32 and bf16: fit and embedding times, and
+   the frozen blocks unchanged. Its weights: ``--aisfx-weights`` (default
+   ``../shared/models/aisfx/checkpoint.pth`` where present, else the user's skasd cache); without
+   them the section reports that it was skipped.
 
 Without CUDA it runs the same code on the CPU at a tiny size (``--clips 32``), to check the
 script itself; its figures then mean nothing.
@@ -160,6 +166,53 @@ def check_model_file(X, epochs):
         diff <= 1e-4)
 
 
+@section("fine-tuning")
+def check_finetune(clips, labels, weights, epochs):
+    import skasd
+    from skasd.features._encoders import load_encoder
+
+    try:
+        published = load_encoder("aisfx", weights).net.state_dict()
+    except FileNotFoundError as exc:
+        row("fine-tuning", "skipped: no aisfx weights", str(exc)[:40])
+        return
+    n = len(clips)
+    for precision in ("fp32", "bf16"):
+        est = skasd.ClassifierEmbedding(backbone="aisfx", backbone_weights=weights, trainable_blocks=1,
+                                        max_epochs=epochs, random_state=0, accelerator=_accelerator(precision))
+        sync()
+        t = time.perf_counter()
+        est.fit(clips, labels)
+        sync()
+        fit_s = time.perf_counter() - t
+        t = time.perf_counter()
+        Z = est.transform(clips)
+        sync()
+        embed_s = time.perf_counter() - t
+        module = est.accelerator.unwrap_model(est.net_.module_) if est.accelerator is not None else est.net_.module_
+        state = module.encoder.backbone.state_dict()
+        frozen = all(torch.equal(state[k].cpu(), published[k].cpu()) for k in state if not k.startswith("conv_block4"))
+        tuned = not torch.equal(state["conv_block4.conv1.weight"].cpu(), published["conv_block4.conv1.weight"].cpu())
+        ok = frozen and tuned and Z.shape == (n, 2 * est.embed_dim) and bool(np.isfinite(Z).all())
+        row("fine-tuning", f"aisfx block 4 tuned, {precision}: {n} clips x {epochs} ep",
+            f"fit {fit_s:.1f} s; embed {embed_s:.1f} s", "blocks 1-3 kept", ok)
+
+
+def toycar_clips(folder, n):
+    """``n`` ToyCar train clips (spread over the folder) and their attribute x domain classes, or None."""
+    import glob
+
+    paths = sorted(glob.glob(os.path.join(folder, "ToyCar", "train", "*.wav")) +
+                   glob.glob(os.path.join(folder, "ToyCar", "train", "*.flac")))
+    if len(paths) < n:
+        return None
+    paths = paths[:: len(paths) // n][:n]
+    # section_00_source_train_normal_0001_car_B1_spd_31V_mic_1.flac -> section_00_source_car_B1_spd_31V_mic_1
+    labels = ["_".join(os.path.basename(p).rsplit(".", 1)[0].split("_")[:3] +
+                       os.path.basename(p).rsplit(".", 1)[0].split("_")[6:]) for p in paths]
+    return paths, labels
+
+
 def main():
     global DEVICE
     DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -167,6 +220,9 @@ def main():
     parser.add_argument("--clips", type=int, default=2800 if DEVICE == "cuda" else 32)
     parser.add_argument("--epochs", type=int, default=2 if DEVICE == "cuda" else 1)
     parser.add_argument("--out", help="folder for summary.json")
+    parser.add_argument("--toycar", default="../shared/data/dcase2023-toycar", help="DCASE 2023 ToyCar folder")
+    parser.add_argument("--aisfx-weights", help="aisfx checkpoint.pth (default: ../shared's, else the skasd cache)")
+    parser.add_argument("--finetune-epochs", type=int, default=3 if DEVICE == "cuda" else 1)
     args = parser.parse_args()
     if DEVICE == "cpu":
         torch.set_num_threads(1)
@@ -189,6 +245,13 @@ def main():
     small = np.r_[np.flatnonzero(y == 0)[:200], np.flatnonzero(y == 1)[:20]]
     check_search(X[small], y[small], args.epochs)
     check_model_file(X[:64], args.epochs)
+    weights = args.aisfx_weights
+    if weights is None and os.path.isfile("../shared/models/aisfx/checkpoint.pth"):
+        weights = "../shared/models/aisfx/checkpoint.pth"
+    n_tune = 64 if DEVICE == "cuda" else 4
+    toycar = toycar_clips(args.toycar, n_tune)
+    clips, labels = toycar if toycar else (waves[:n_tune], np.arange(n_tune) % 4)
+    check_finetune(clips, labels, weights, args.finetune_epochs)
     print("\nsummary")
     print("| section | item | value | goal | met |\n|---|---|---|---|---|")
     for r in ROWS:
