@@ -13,7 +13,8 @@ the mean +- standard deviation over seeds for the trained detectors, beside the 
 DCASE 2023 baseline figures of that machine type where known. Fit time and peak resident
 memory of each fit are printed too (one torch thread; the log-mel features are computed
 once, before the fits, and are not counted, except for the default recipe ``knn-spectrum``,
-whose fit and score times include decoding the files and computing their spectra).
+whose fit and score times include decoding the files and computing their spectra, and the
+pretrained ``knn-aisfx``, whose times include decoding, resampling to 44.1 kHz and the CNN).
 """
 
 import argparse
@@ -27,6 +28,7 @@ import psutil
 import torch
 from sklearn.base import clone
 from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 import skasd
 from skasd.datasets import load_dcase
@@ -39,12 +41,21 @@ PUBLISHED = {
 }
 
 
-def detectors(seed):
-    """name -> (estimator taking log-mel, or file paths for the spectrum recipe, fit metadata names, trained?)."""
+# The published aisfx checkpoint (None: the user's skasd cache, filled by `skasd weights fetch aisfx`).
+AISFX_WEIGHTS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "models", "aisfx", "checkpoint.pth")
+
+
+def detectors(seed, aisfx_weights=None):
+    """name -> (estimator taking log-mel, or file paths for the spectrum and pretrained recipes, fit metadata names,
+    trained?)."""
     emb = skasd.ClassifierEmbedding(max_epochs=10, random_state=seed)
     spectrum = make_pipeline(skasd.SpectrumTransformer(), skasd.KNNDetector(metric="euclidean", domain_norm="zscore"))
+    # mean+std of the 2.3 s block embeddings (1024-d), centred by the training mean, cosine k-NN
+    aisfx = make_pipeline(skasd.PretrainedEmbedding(model="aisfx", weights=aisfx_weights),
+                          StandardScaler(with_std=False), skasd.KNNDetector(metric="cosine"))
     return {
         "knn-spectrum (default)": (spectrum, ("domain",), False),
+        "knn-aisfx (pretrained)": (aisfx, (), False),
         "knn (log-mel stats)": (skasd.KNNDetector(), ("domain",), False),
         "knn, domain-normalised": (skasd.KNNDetector(domain_norm="zscore"), ("domain",), False),
         "mahalanobis": (skasd.MahalanobisDetector(), ("domain",), False),
@@ -95,7 +106,7 @@ def fit_kwargs(est, names, train):
     return {k: meta[k] for k in names}
 
 
-def run(data, machine_type, seeds, only):
+def run(data, machine_type, seeds, only, aisfx_weights=None):
     skasd_cfg = dict(enable_metadata_routing=True)
     import sklearn
 
@@ -119,10 +130,11 @@ def run(data, machine_type, seeds, only):
             continue
         trained = detectors(0)[name][2]
         for seed in seeds if trained else seeds[:1]:
-            est, names, _ = detectors(seed)[name]
+            est, names, _ = detectors(seed, aisfx_weights)[name]
             est = clone(est)
             kwargs = fit_kwargs(est, names, train)
-            on_paths = hasattr(est, "steps") and isinstance(est.steps[0][1], skasd.SpectrumTransformer)
+            on_paths = hasattr(est, "steps") and isinstance(est.steps[0][1],
+                                                            (skasd.SpectrumTransformer, skasd.PretrainedEmbedding))
             Xtr, Xte = (train.path.tolist(), test.path.tolist()) if on_paths else (Ltr, Lte)
             with PeakRSS() as mem:
                 t = time.perf_counter()
@@ -163,10 +175,13 @@ def main():
     parser.add_argument("--machine-type")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--only", nargs="*", help="run only detectors whose name contains one of these")
+    parser.add_argument("--aisfx-weights", default=AISFX_WEIGHTS if os.path.isfile(AISFX_WEIGHTS) else None,
+                        help="the aisfx checkpoint (default: ../shared/models/aisfx/checkpoint.pth if present, else "
+                             "the skasd cache)")
     args = parser.parse_args()
     if not os.path.isdir(args.data):
         raise SystemExit(f"data folder not found: {args.data}")
-    run(args.data, args.machine_type, args.seeds, args.only)
+    run(args.data, args.machine_type, args.seeds, args.only, args.aisfx_weights)
 
 
 if __name__ == "__main__":

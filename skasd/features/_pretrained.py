@@ -9,7 +9,7 @@ import librosa
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..utils._sklearn_compat import Interval, StrOptions
+from ..utils._sklearn_compat import Interval
 from ._audio import _PROGRESS_MIN_FILES, _check_clips, _load_batch
 from ._base import ClipTransformer
 from ._cache import cached_features
