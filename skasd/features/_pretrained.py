@@ -280,8 +280,3 @@ class PretrainedEmbedding(ClipTransformer, auto_wrap_output_keys=None):
                     "module's state_dict and rebuild it, or use joblib.dump for a file you only load where you "
                     "trust it")
         return None
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.non_deterministic = False
-        return tags
