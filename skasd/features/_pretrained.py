@@ -14,6 +14,7 @@ from ._audio import _PROGRESS_MIN_FILES, _check_clips, _load_batch
 from ._base import ClipTransformer
 from ._cache import cached_features
 from ._encoders import load_encoder, module_encoder
+from ._weights import weights_file
 
 __all__ = ["PretrainedEmbedding"]
 
@@ -170,7 +171,16 @@ class PretrainedEmbedding(ClipTransformer, auto_wrap_output_keys=None):
                 raise ValueError("weights= is for model='aisfx'; a torch.nn.Module holds its own weights")
             enc = module_encoder(self.model, self.sr)
         else:
-            enc = load_encoder(self.model, self.weights)
+            weights = self.weights
+            if (self.model == "aisfx" and weights is not None and not os.path.isfile(weights)
+                    and getattr(self, "weights_sha256_", None) is not None and os.path.isfile(weights_file("aisfx"))):
+                # a fitted model moved to another machine: the weights it was fitted with, by their
+                # digest (checked in transform), from the user's cache instead of the path it recorded
+                warnings.warn(f"no aisfx weights file at {weights}: using those of the skasd cache "
+                              f"({weights_file('aisfx')}), checked against the fitted weights' digest",
+                              UserWarning, stacklevel=3)
+                weights = None
+            enc = load_encoder(self.model, weights)
         enc.check_layer(self.layer)
         return enc
 
