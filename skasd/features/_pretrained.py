@@ -204,8 +204,7 @@ class PretrainedEmbedding(ClipTransformer, auto_wrap_output_keys=None):
         self : object
             The transformer.
         """
-        self._check_params()
-        _check_clips(X)
+        super().fit(X, y)  # the parameters and the form of X
         enc = self._encoder()
         self.weights_sha256_ = enc.digest
         self.sample_rate_ = enc.sample_rate
