@@ -14,9 +14,9 @@ DCASE 2023 baseline figures of that machine type where known. Fit time and peak 
 memory of each fit are printed too (one torch thread; the log-mel features are computed
 once, before the fits, and are not counted, except for the default recipe ``knn-spectrum``,
 whose fit and score times include decoding the files and computing their spectra, and the
-fine-tuned aisfx backbone ``embedding-aisfx``, which reads the files too, at 44.1 kHz).
-``--aisfx-weights PATH`` gives it the published aisfx checkpoint (default: the user's skasd
-cache, see ``skasd weights fetch aisfx``); ``--aisfx-epochs`` its epochs.
+pretrained ``knn-aisfx``, whose times include decoding, resampling to 44.1 kHz and the CNN, and
+the fine-tuned aisfx backbone ``embedding-aisfx``, which reads the files too; ``--aisfx-epochs``
+its epochs).
 """
 
 import argparse
@@ -30,6 +30,7 @@ import psutil
 import torch
 from sklearn.base import clone
 from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 import skasd
 from skasd.datasets import load_dcase
@@ -42,16 +43,24 @@ PUBLISHED = {
 }
 
 
+# The published aisfx checkpoint (None: the user's skasd cache, filled by `skasd weights fetch aisfx`).
+AISFX_WEIGHTS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "models", "aisfx", "checkpoint.pth")
+
+
 def detectors(seed, aisfx_weights=None, aisfx_epochs=3):
-    """name -> (estimator taking log-mel, or file paths for the spectrum recipe and the aisfx backbone, fit
-    metadata names, trained?)."""
+    """name -> (estimator taking log-mel, or file paths for the spectrum and pretrained recipes, fit metadata names,
+    trained?)."""
     emb = skasd.ClassifierEmbedding(max_epochs=10, random_state=seed)
     # the pretrained aisfx CNN, its last conv block fine-tuned on the same classes
     finetuned = skasd.ClassifierEmbedding(backbone="aisfx", backbone_weights=aisfx_weights, trainable_blocks=1,
                                           max_epochs=aisfx_epochs, random_state=seed)
     spectrum = make_pipeline(skasd.SpectrumTransformer(), skasd.KNNDetector(metric="euclidean", domain_norm="zscore"))
+    # mean+std of the 2.3 s block embeddings (1024-d), centred by the training mean, cosine k-NN
+    aisfx = make_pipeline(skasd.PretrainedEmbedding(model="aisfx", weights=aisfx_weights),
+                          StandardScaler(with_std=False), skasd.KNNDetector(metric="cosine"))
     return {
         "knn-spectrum (default)": (spectrum, ("domain",), False),
+        "knn-aisfx (pretrained)": (aisfx, (), False),
         "knn (log-mel stats)": (skasd.KNNDetector(), ("domain",), False),
         "knn, domain-normalised": (skasd.KNNDetector(domain_norm="zscore"), ("domain",), False),
         "mahalanobis": (skasd.MahalanobisDetector(), ("domain",), False),
@@ -69,7 +78,8 @@ def detectors(seed, aisfx_weights=None, aisfx_epochs=3):
 def reads_files(est):
     """Whether a detector reads the files itself (the spectrum recipe, a pretrained backbone)."""
     first = est.steps[0][1] if hasattr(est, "steps") else est
-    return isinstance(first, skasd.SpectrumTransformer) or getattr(first, "backbone", None) is not None
+    return isinstance(first, (skasd.SpectrumTransformer, skasd.PretrainedEmbedding)) or (
+        getattr(first, "backbone", None) is not None)
 
 
 class PeakRSS:
@@ -180,7 +190,9 @@ def main():
     parser.add_argument("--machine-type")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--only", nargs="*", help="run only detectors whose name contains one of these")
-    parser.add_argument("--aisfx-weights", help="the aisfx checkpoint.pth (default: the user's skasd cache)")
+    parser.add_argument("--aisfx-weights", default=AISFX_WEIGHTS if os.path.isfile(AISFX_WEIGHTS) else None,
+                        help="the aisfx checkpoint (default: ../shared/models/aisfx/checkpoint.pth if present, else "
+                             "the skasd cache)")
     parser.add_argument("--aisfx-epochs", type=int, default=3, help="epochs of the fine-tuned aisfx backbone")
     args = parser.parse_args()
     if not os.path.isdir(args.data):

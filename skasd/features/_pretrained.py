@@ -9,11 +9,12 @@ import librosa
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..utils._sklearn_compat import Interval, StrOptions
+from ..utils._sklearn_compat import Interval
 from ._audio import _PROGRESS_MIN_FILES, _check_clips, _load_batch
 from ._base import ClipTransformer
 from ._cache import cached_features
 from ._encoders import load_encoder, module_encoder
+from ._weights import weights_file
 
 __all__ = ["PretrainedEmbedding", "load_waveforms"]
 
@@ -191,7 +192,16 @@ class PretrainedEmbedding(ClipTransformer, auto_wrap_output_keys=None):
                 raise ValueError("weights= is for model='aisfx'; a torch.nn.Module holds its own weights")
             enc = module_encoder(self.model, self.sr)
         else:
-            enc = load_encoder(self.model, self.weights)
+            weights = self.weights
+            if (self.model == "aisfx" and weights is not None and not os.path.isfile(weights)
+                    and getattr(self, "weights_sha256_", None) is not None and os.path.isfile(weights_file("aisfx"))):
+                # a fitted model moved to another machine: the weights it was fitted with, by their
+                # digest (checked in transform), from the user's cache instead of the path it recorded
+                warnings.warn(f"no aisfx weights file at {weights}: using those of the skasd cache "
+                              f"({weights_file('aisfx')}), checked against the fitted weights' digest",
+                              UserWarning, stacklevel=3)
+                weights = None
+            enc = load_encoder(self.model, weights)
         enc.check_layer(self.layer)
         return enc
 
@@ -215,8 +225,7 @@ class PretrainedEmbedding(ClipTransformer, auto_wrap_output_keys=None):
         self : object
             The transformer.
         """
-        self._check_params()
-        _check_clips(X)
+        super().fit(X, y)  # the parameters and the form of X
         enc = self._encoder()
         self.weights_sha256_ = enc.digest
         self.sample_rate_ = enc.sample_rate
@@ -287,8 +296,3 @@ class PretrainedEmbedding(ClipTransformer, auto_wrap_output_keys=None):
                     "module's state_dict and rebuild it, or use joblib.dump for a file you only load where you "
                     "trust it")
         return None
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.non_deterministic = False
-        return tags

@@ -6,10 +6,12 @@ from numbers import Integral
 from pathlib import Path
 
 from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
 
 from .. import models
 from ..exceptions import ModelFileError, UsageError
 from ..features._clip_stats import ClipStatsTransformer
+from ..features._pretrained import PretrainedEmbedding
 from ..features._spectral import LogMelTransformer, _SpectralTransformer
 from ..features._spectrum import SpectrumTransformer
 from ..io._formats import load_model_file, save_model_file
@@ -35,6 +37,18 @@ def _inlier(name, features="logmel", **params):
 
     def steps(verbose):
         return [("features", _FEATURES[features](verbose=verbose)),
+                ("model", getattr(models, name)(domain_norm="zscore", **params))]
+
+    return steps
+
+
+def _pretrained(name, **params):
+    """Steps of an inlier detector on the aisfx embedding (weights from the user's skasd cache,
+    ``skasd weights fetch aisfx``), centred by the training mean."""
+
+    def steps(verbose):
+        return [("features", PretrainedEmbedding(model="aisfx", verbose=verbose)),
+                ("centre", StandardScaler(with_std=False)),
                 ("model", getattr(models, name)(domain_norm="zscore", **params))]
 
     return steps
@@ -73,6 +87,9 @@ MODELS = {
                                    _inlier("MahalanobisDetector", "clipstats")),
     "gmm-clipstats": _Spec("Gaussian mixture on clip statistics", "n_components",
                            _inlier("GMMDetector", "clipstats")),
+    "knn-aisfx": _Spec("k-NN (cosine) on the pretrained aisfx embedding (mean and std of 2.3 s blocks, centred), "
+                       "per section and domain, domain-normalised; weights: skasd weights fetch aisfx",
+                       "n_neighbors, features__weights, features__layer", _pretrained("KNNDetector", metric="cosine")),
     "embedding-knn": _Spec("classifier embedding (section x attribute x domain classes) + k-NN",
                            "embedding__max_epochs, embedding__loss, n_neighbors", _embedding("KNNDetector")),
     "embedding-gmm": _Spec("classifier embedding + Gaussian mixture",

@@ -357,8 +357,8 @@ def test_models_lists_every_family_one_line_each(capsys):
     assert main(["models"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert [ln.split()[0] for ln in lines] == list(MODELS)
-    assert {"knn-spectrum", "knn", "mahalanobis", "gmm", "embedding-knn", "embedding-gmm", "denseae", "vae",
-            "cnnae"} <= set(MODELS)
+    assert {"knn-spectrum", "knn", "mahalanobis", "gmm", "knn-aisfx", "embedding-knn", "embedding-gmm", "denseae",
+            "vae", "cnnae"} <= set(MODELS)
     assert "(default for folders with source/target domains" in lines[list(MODELS).index(DEFAULT_MODEL)]
     assert "(default for folders without domains" in lines[list(MODELS).index(SINGLE_DOMAIN_MODEL)]
     assert sum("(default" in ln for ln in lines) == 2 and all("set: " in ln for ln in lines)
@@ -579,3 +579,22 @@ def test_score_frames_writes_frame_scores_beside_submission(dev_folder, trained,
         cover = np.convolve(np.ones(122), np.ones(5))
         pooled = per_clip["frame_score"].apply(lambda f: np.dot(f, cover) / cover.sum())
         np.testing.assert_allclose(pooled.to_numpy(), submitted[1].to_numpy(), rtol=1e-4)
+
+
+def test_knn_aisfx_trains_with_the_shared_weights_and_names_the_fetch_without_them(
+        dev_folder, shared_data, tmp_path, monkeypatch, capsys):
+    weights = shared_data.parent / "models" / "aisfx" / "checkpoint.pth"
+    if not weights.is_file():
+        pytest.skip(f"no aisfx checkpoint at {weights}")
+    monkeypatch.setenv("SKASD_CACHE", str(tmp_path / "empty-cache"))
+    path = tmp_path / "m.skasd"
+    assert main(["train", "--data", str(dev_folder), "--model", "knn-aisfx", "--out", str(path), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "skasd weights fetch aisfx" in err and len(err.strip().splitlines()) == 1, err
+    argv = ["train", "--data", str(dev_folder), "--model", "knn-aisfx", "--set", f"features__weights={weights}",
+            "--out", str(path), "--quiet"]
+    assert main(argv) == 0
+    assert main(["evaluate", "--model", str(path), "--data", str(dev_folder), "--out", str(tmp_path), "--quiet"]) == 0
+    pipe = load_model(path)
+    assert [name for name, _ in pipe.steps] == ["features", "centre", "model"]
+    assert pipe[-1].sections_.tolist() == ["id_00", "id_02"]

@@ -187,6 +187,28 @@ def test_aisfx_rows_layers_and_model_file(aisfx_weights, toycar_clips, tmp_path)
     assert back[0].weights_sha256_ == emb.weights_sha256_
 
 
+def test_a_moved_model_file_embeds_with_the_cached_weights(aisfx_weights, toycar_clips, tmp_path, monkeypatch):
+    """A model fitted with weights=PATH, loaded where PATH does not exist: the user's cache holds
+    the same weights (by digest), so it embeds with them, and says so."""
+    import shutil
+
+    from skasd.workflow import fetch_weights
+
+    copy = tmp_path / "checkpoint.pth"
+    shutil.copy(aisfx_weights, copy)
+    pipe = make_pipeline(PretrainedEmbedding(weights=copy, duration=3.0), KNNDetector()).fit(toycar_clips[:2])
+    expected = pipe.score_samples(toycar_clips)
+    skasd.save(pipe, tmp_path / "p.skasd")
+    copy.unlink()
+    monkeypatch.setenv("SKASD_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(FileNotFoundError, match="skasd weights fetch aisfx"):  # nothing cached yet
+        skasd.load(tmp_path / "p.skasd").score_samples(toycar_clips)
+    fetch_weights("aisfx", source=aisfx_weights)
+    with pytest.warns(UserWarning, match="using those of the skasd cache"):
+        got = skasd.load(tmp_path / "p.skasd").score_samples(toycar_clips)
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
 def test_aisfx_weights_are_checked(aisfx_weights, tmp_path, toycar_clips, monkeypatch):
     clips = toycar_clips[:1]
     with pytest.raises(FileNotFoundError, match=r"nope\.pth.*skasd weights fetch aisfx"):
