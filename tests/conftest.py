@@ -46,3 +46,12 @@ def fan_dir(shared_data):
 def toycar_dir(shared_data):
     """DCASE 2023 ToyCar section 00: 490 source + 10 target train normals, 101 labelled test clips."""
     return shared_data / "dcase2023-toycar"
+
+
+@pytest.fixture(scope="session")
+def aisfx_weights(shared_data):
+    """The published aisfx checkpoint kept beside the data (``../shared/models/aisfx``)."""
+    path = shared_data.parent / "models" / "aisfx" / "checkpoint.pth"
+    if not path.is_file():
+        pytest.skip(f"no aisfx checkpoint at {path}")
+    return path

@@ -152,14 +152,6 @@ def test_aisfx_logmel_is_the_authors_recipe_in_librosa():
 
 # ---------------------------------------------------------------------------- the real checkpoint
 @pytest.fixture(scope="module")
-def aisfx_weights(shared_data):
-    path = shared_data.parent / "models" / "aisfx" / "checkpoint.pth"
-    if not path.is_file():
-        pytest.skip(f"no aisfx checkpoint at {path}")
-    return path
-
-
-@pytest.fixture(scope="module")
 def toycar_clips(toycar_dir):
     clips = sorted(glob.glob(str(toycar_dir / "ToyCar" / "test" / "*")))
     if len(clips) < 3:

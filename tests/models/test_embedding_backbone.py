@@ -164,23 +164,15 @@ def test_bad_input_errors(random_weights, clips, tmp_path):
 
 
 # ---------------------------------------------------------------------------- the published checkpoint
-@pytest.fixture(scope="module")
-def aisfx_checkpoint(shared_data):
-    path = shared_data.parent / "models" / "aisfx" / "checkpoint.pth"
-    if not path.is_file():
-        pytest.skip(f"no aisfx checkpoint at {path}")
-    return path
-
-
-def test_published_backbone_reads_pretrained_embedding_input(aisfx_checkpoint, toycar_dir):
+def test_published_backbone_reads_pretrained_embedding_input(aisfx_weights, toycar_dir):
     """The frozen backbone of a fit sees what PretrainedEmbedding embeds: the same per-block vectors."""
     paths = sorted(glob.glob(str(toycar_dir / "ToyCar" / "train" / "*")))[:4]
     if len(paths) < 4:
         pytest.skip("no ToyCar train clips")
-    est = ClassifierEmbedding(backbone="aisfx", backbone_weights=aisfx_checkpoint, pseudo_shifts=(), embed_dim=8,
+    est = ClassifierEmbedding(backbone="aisfx", backbone_weights=aisfx_weights, pseudo_shifts=(), embed_dim=8,
                               max_epochs=1, batch_size=8, random_state=0).fit(paths, [0, 0, 1, 1])
     assert est.transform(paths).shape == (4, 16)
-    ref = PretrainedEmbedding(weights=aisfx_checkpoint, pooling="mean").fit(paths)
+    ref = PretrainedEmbedding(weights=aisfx_weights, pooling="mean").fit(paths)
     assert est.backbone_sha256_ == ref.weights_sha256_
     X = torch.from_numpy(est._backbone_input(paths))  # (4, 96, n_frames)
     n_blocks = (X.shape[2] - AISFX.block) // AISFX.block_hop + 1
