@@ -169,30 +169,36 @@ def check_model_file(X, epochs):
 @section("fine-tuning")
 def check_finetune(clips, labels, weights, epochs):
     import skasd
-    from skasd.features._encoders import load_encoder
+    from skorch.callbacks import Callback
 
-    try:
-        published = load_encoder("aisfx", weights).net.state_dict()
-    except FileNotFoundError as exc:
-        row("fine-tuning", "skipped: no aisfx weights", str(exc)[:40])
-        return
+    class Snapshot(Callback):  # the backbone's weights as training starts: the published ones
+        def on_train_begin(self, net, **kwargs):
+            self.start_ = {k: v.detach().cpu().clone() for k, v in net.module_.state_dict().items()}
+
     n = len(clips)
     for precision in ("fp32", "bf16"):
         est = skasd.ClassifierEmbedding(backbone="aisfx", backbone_weights=weights, trainable_blocks=1,
-                                        max_epochs=epochs, random_state=0, accelerator=_accelerator(precision))
+                                        max_epochs=epochs, random_state=0, callbacks=[Snapshot()],
+                                        accelerator=_accelerator(precision))
         sync()
         t = time.perf_counter()
-        est.fit(clips, labels)
+        try:
+            est.fit(clips, labels)
+        except FileNotFoundError as exc:
+            row("fine-tuning", "skipped: no aisfx weights (--aisfx-weights)", str(exc)[:40])
+            return
         sync()
         fit_s = time.perf_counter() - t
         t = time.perf_counter()
         Z = est.transform(clips)
         sync()
         embed_s = time.perf_counter() - t
-        module = est.accelerator.unwrap_model(est.net_.module_) if est.accelerator is not None else est.net_.module_
-        state = module.encoder.backbone.state_dict()
-        frozen = all(torch.equal(state[k].cpu(), published[k].cpu()) for k in state if not k.startswith("conv_block4"))
-        tuned = not torch.equal(state["conv_block4.conv1.weight"].cpu(), published["conv_block4.conv1.weight"].cpu())
+        start = next(cb for _, cb in est.net_.callbacks_ if isinstance(cb, Snapshot)).start_
+        end = {k: v.cpu() for k, v in est.net_.module_.state_dict().items()}
+        blocks = [k for k in end if ".backbone.conv_block" in k]
+        frozen = all(torch.equal(start[k], end[k]) for k in blocks if ".conv_block4." not in k)
+        tuned = not torch.equal(start["encoder.backbone.conv_block4.conv1.weight"],
+                                end["encoder.backbone.conv_block4.conv1.weight"])
         ok = frozen and tuned and Z.shape == (n, 2 * est.embed_dim) and bool(np.isfinite(Z).all())
         row("fine-tuning", f"aisfx block 4 tuned, {precision}: {n} clips x {epochs} ep",
             f"fit {fit_s:.1f} s; embed {embed_s:.1f} s", "blocks 1-3 kept", ok)
