@@ -33,7 +33,7 @@ autosummary_generate = True
 autodoc_default_options = {
     "members": True,
     "inherited-members": False,
-    "exclude-members": "set_split_request,set_fit_request,set_score_request,set_transform_request,"
+    "exclude-members": "set_split_request,set_fit_request,set_partial_fit_request,set_score_request,set_transform_request,"
     "set_predict_request,set_decision_function_request,set_output",
 }
 numpydoc_show_class_members = False
