@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import warnings
 import zipfile
 
 import numpy as np
@@ -202,8 +203,11 @@ def fetch_weights(name, *, source=None, force=False):
         raise ValueError(f"unknown weights {name!r}; known: {', '.join(sorted(WEIGHTS))}")
     target = weights_file(name)
     if os.path.isfile(target) and not force:
-        read_aisfx_weights(target)  # a damaged file is fetched again below
-        return target
+        try:
+            read_aisfx_weights(target)
+            return target
+        except ValueError as exc:  # a damaged or foreign file: fetched again below, replacing it
+            warnings.warn(f"{exc}; fetching the weights again", UserWarning, stacklevel=2)
     with tempfile.TemporaryDirectory(prefix="skasd-weights-") as tmp:
         if source is None:
             source = _pip_download(WEIGHTS[name]["pip"], tmp)

@@ -25,13 +25,18 @@ CHUNK_SIZE = 256
 def load_clips(data, machine_type=None, split=None):
     """Rows of :func:`skasd.datasets.load_dcase` for one machine type (and ``split``).
 
-    ``data`` may also be the JSON-lines log of ``skasd watch`` (a ``.jsonl`` file): its scored
-    clips (:func:`log_clips`). A missing folder, no clips of ``split`` or several machine types
-    raise :class:`~skasd.exceptions.UsageError`.
+    ``data`` may also be the JSON-lines log of ``skasd watch`` (a ``.jsonl`` file) where clips
+    are to be scored (``split="test"``): its scored clips (:func:`log_clips`). Never as training
+    clips: the log holds what the watch flagged, likely anomalies. A missing folder, a log given
+    for training, no clips of ``split`` or several machine types raise
+    :class:`~skasd.exceptions.UsageError`.
     """
     if not Path(data).exists():
         raise UsageError(f"data folder not found: {data}")
     if Path(data).is_file() and Path(data).suffix == ".jsonl":
+        if split != "test":
+            raise UsageError(f"{data} is a watch log: it lists scored clips, flagged ones included, not normal "
+                             "training clips; train or adapt on a folder of normal clips (a log is for evaluate and score)")
         return log_clips(data)
     clips = load_dcase(data, machine_type=machine_type)
     if split is not None and clips["split"].notna().any():

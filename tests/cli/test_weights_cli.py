@@ -29,7 +29,8 @@ def test_fetch_from_a_local_checkpoint_then_list(checkpoint, tmp_path, monkeypat
     (tmp_path / "weights" / "aisfx-0.1.2.safetensors").write_bytes(b"junk")
     assert main(["weights", "list"]) == 0
     assert "aisfx: refused" in capsys.readouterr().out
-    assert main(["weights", "fetch", "aisfx", "--from", str(checkpoint), "--force"]) == 0
+    assert main(["weights", "fetch", "aisfx", "--from", str(checkpoint)]) == 0  # no --force needed
+    assert "fetching the weights again" in capsys.readouterr().err
     _weights.read_aisfx_weights(tmp_path / "weights" / "aisfx-0.1.2.safetensors")
 
 
