@@ -217,6 +217,8 @@ def fill_cache(directory, params, X, *, load, compute, n_rows, n_frames=None, ch
         One key per clip of ``X`` (None for a file that could not be stat-ed but decoded).
     sources : list of paths, or float32 ndarray of shape (n_clips, n_samples)
         What recomputes a clip's features: its path, or its (validated) waveform.
+    n_rows : int
+        Rows per clip: ``n_rows`` when given, else those of the first clip read or computed.
     n_frames : int
         Frames per clip, the same for all (else the :class:`~skasd.AudioError` of unequal lengths).
     """
@@ -235,8 +237,8 @@ def fill_cache(directory, params, X, *, load, compute, n_rows, n_frames=None, ch
             a = _read_entry(cache, key, (n_rows, n_frames), names[i], damaged)
             if a is None:
                 todo.append(i)
-            elif n_frames is None:
-                n_frames = a.shape[1]
+            else:
+                n_rows, n_frames = a.shape
         if not todo:
             continue
         F = compute(load([clips[i] for i in todo]) if W is None else W[todo])
@@ -246,7 +248,7 @@ def fill_cache(directory, params, X, *, load, compute, n_rows, n_frames=None, ch
                 f"frames, earlier clips {n_frames}; pass duration= (seconds) to crop/zero-pad every "
                 "clip to one length"
             )
-        n_frames = F.shape[2]
+        n_rows, n_frames = F.shape[1:]
         for i, f in zip(todo, F):
             if keys[i] is not None:
                 try:
@@ -262,7 +264,7 @@ def fill_cache(directory, params, X, *, load, compute, n_rows, n_frames=None, ch
             UserWarning,
             stacklevel=3,
         )
-    return cache, keys, sources, n_frames
+    return cache, keys, sources, n_rows, n_frames
 
 
 def _warn_damaged(damaged, stacklevel=4):

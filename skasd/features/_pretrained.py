@@ -1,4 +1,5 @@
-"""PretrainedEmbedding: one row per clip from a frozen pretrained audio encoder, pooled over time."""
+"""PretrainedEmbedding: one row per clip from a frozen pretrained audio encoder, pooled over time
+(or its per-step embeddings unpooled, in memory or as a FeatureStore streamed from the feature cache)."""
 
 import os
 import sys
@@ -9,11 +10,15 @@ import librosa
 import numpy as np
 from tqdm.auto import tqdm
 
+from sklearn.base import clone
+
+from ..exceptions import AudioError
 from ..utils._sklearn_compat import Interval
 from ._audio import _PROGRESS_MIN_FILES, _check_clips, _load_batch
 from ._base import ClipTransformer
-from ._cache import cached_features
+from ._cache import cached_features, fill_cache
 from ._encoders import load_encoder, module_encoder
+from ._stream import FeatureStore, StoreSteps
 from ._weights import weights_file
 
 __all__ = ["PretrainedEmbedding", "load_waveforms"]
@@ -87,9 +92,13 @@ class PretrainedEmbedding(ClipTransformer, auto_wrap_output_keys=None):
         Which layer's output: for aisfx the conv block 1-4 (64, 128, 256 or 512 values; None
         is 4); for transformers an index into the hidden states (0 the input embeddings, -1 the
         last; None the last hidden state); for a module returning a tuple/list, its index.
-    pooling : str, default="mean+std"
+    pooling : str or None, default="mean+std"
         Statistics over time, joined by ``+``, concatenated in that order: any of ``"mean"``,
-        ``"std"``, ``"max"``.
+        ``"std"``, ``"max"``. ``None`` returns the embeddings of every time step unpooled, float32
+        ``(n_clips, n_dims, n_steps)`` (aisfx: one step per 2.3 s block, hopped by half a block),
+        the input of a sequence model such as :class:`DenseAE`, which takes
+        ``(n_clips, n_bands, n_frames)``: ``make_pipeline(PretrainedEmbedding(pooling=None),
+        DenseAE(frames=1))``. Clips must then give equally many steps (``duration``).
     sr : int, default=16000
         Sample rate of waveforms given in memory; they are resampled to the encoder's rate.
         Files are decoded directly at the encoder's rate.
@@ -104,6 +113,11 @@ class PretrainedEmbedding(ClipTransformer, auto_wrap_output_keys=None):
         Directory of the per-clip feature cache: each clip's sequence of embeddings at
         ``layer`` is stored (keyed by the weights' digest), so a second transform, another
         ``pooling`` or another fold reads it back instead of running the encoder.
+    lazy : bool, default=False
+        With ``cache`` and ``pooling=None``: return a :class:`~skasd.FeatureStore` of the
+        unpooled embeddings instead of an array. They are computed into the cache 32 clips at a
+        time and read back from disk only when indexed, so the autoencoder detectors train on
+        more clips than fit in memory (see their ``stream_buffer``).
     n_jobs : int, default=None
         Parallel threads decoding files.
     verbose : bool, default=False
@@ -146,18 +160,19 @@ class PretrainedEmbedding(ClipTransformer, auto_wrap_output_keys=None):
         "model": "no_validation",  # checked in _check_params (a torch.nn.Module without importing torch)
         "weights": [str, os.PathLike, None],
         "layer": [Integral, None],
-        "pooling": [str],
+        "pooling": [str, None],
         "sr": [Interval(Integral, 1, None, closed="left")],
         "duration": [Interval(Real, 0, None, closed="neither"), None],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "device": "no_validation",  # read by resolve_device
         "cache": [str, os.PathLike, None],
+        "lazy": ["boolean"],
         "n_jobs": [Integral, None],
         "verbose": ["verbose"],
     }
 
     def __init__(self, model="aisfx", *, weights=None, layer=None, pooling="mean+std", sr=16000, duration=None,
-                 batch_size=32, device="auto", cache=None, n_jobs=None, verbose=False):
+                 batch_size=32, device="auto", cache=None, lazy=False, n_jobs=None, verbose=False):
         self.model = model
         self.weights = weights
         self.layer = layer
@@ -167,6 +182,7 @@ class PretrainedEmbedding(ClipTransformer, auto_wrap_output_keys=None):
         self.batch_size = batch_size
         self.device = device
         self.cache = cache
+        self.lazy = lazy
         self.n_jobs = n_jobs
         self.verbose = verbose
 
@@ -178,13 +194,18 @@ class PretrainedEmbedding(ClipTransformer, auto_wrap_output_keys=None):
                 f"model must be 'aisfx', a transformers model id or directory, or a torch.nn.Module; "
                 f"got a {type(self.model).__name__}"
             )
-        stats = self.pooling.split("+")
+        stats = [] if self.pooling is None else self.pooling.split("+")
         if not all(s in _STATS for s in stats) or len(set(stats)) != len(stats):
             raise ValueError(f"pooling={self.pooling!r}: join distinct statistics among 'mean', 'std', 'max' "
-                             "with '+', e.g. 'mean+std'")
+                             "with '+', e.g. 'mean+std', or pass None for the unpooled steps")
         if self.cache is not None and _is_module(self.model):
             raise ValueError("cache= needs a named encoder ('aisfx' or a transformers model) whose weights "
                              "identify the features; a torch.nn.Module has none")
+        if self.lazy and self.cache is None:
+            raise ValueError("lazy=True reads the embeddings back from the feature cache: set cache=DIR too")
+        if self.lazy and self.pooling is not None:
+            raise ValueError(f"lazy=True streams the unpooled embeddings of every time step: set pooling=None "
+                             f"(not {self.pooling!r}), or lazy=False for pooled rows in memory")
 
     def _encoder(self):
         if _is_module(self.model):
@@ -241,18 +262,23 @@ class PretrainedEmbedding(ClipTransformer, auto_wrap_output_keys=None):
 
         Returns
         -------
-        ndarray of float32, shape (n_clips, n_stats * n_dims)
-            The pooled embeddings, the statistics of ``pooling`` side by side.
+        ndarray of float32, shape (n_clips, n_stats * n_dims), or (n_clips, n_dims, n_steps), or FeatureStore
+            The pooled embeddings, the statistics of ``pooling`` side by side; with
+            ``pooling=None`` the embeddings of every time step, as a :class:`~skasd.FeatureStore`
+            with ``lazy=True``.
         """
         self._check_params()
-        enc = self._encoder()
-        fitted = getattr(self, "weights_sha256_", None)
-        if fitted is not None and enc.digest != fitted:
-            raise ValueError(
-                f"the weights of {self.weights or self.model} (digest {enc.digest}) are not those this "
-                f"PretrainedEmbedding was fitted with ({fitted}): refusing to embed with other weights"
-            )
+        enc = self._checked_encoder()
         device = self._device()
+        if self.lazy:
+            # the store's copy is pinned to these weights: a recomputed entry must match its cache key
+            owner = clone(self)
+            owner.weights_sha256_ = enc.digest
+            steps = StoreSteps(owner, load="_load_clips", compute="_embed_waves")
+            return FeatureStore(*fill_cache(self.cache, self._cache_params(enc), X,
+                                            load=lambda c: self._load(enc, c),
+                                            compute=lambda W: self._embed(enc, W, device),
+                                            n_rows=self._n_dims(enc), chunk=_CHUNK), steps=steps)
         kind, clips = _check_clips(X, finite=False)
         starts = range(0, len(clips), _CHUNK)
         if self.verbose and kind == "paths" and len(clips) >= _PROGRESS_MIN_FILES:
@@ -260,7 +286,24 @@ class PretrainedEmbedding(ClipTransformer, auto_wrap_output_keys=None):
         rows = []
         for i in starts:
             rows.append(self._pool(self._steps(enc, clips[i : i + _CHUNK], device)))
+            if rows[-1].ndim == 3 and rows[-1].shape[2] != rows[0].shape[2]:
+                raise AudioError(
+                    f"clips differ in length: clip {i} and the clips after it give {rows[-1].shape[2]} time steps, "
+                    f"earlier clips {rows[0].shape[2]}; pass duration= (seconds) to crop/zero-pad every clip "
+                    "to one length, or pool them (pooling='mean+std')"
+                )
         return np.concatenate(rows)
+
+    def _checked_encoder(self):
+        """The encoder, refused when its weights are not those this embedding was fitted with."""
+        enc = self._encoder()
+        fitted = getattr(self, "weights_sha256_", None)
+        if fitted is not None and enc.digest != fitted:
+            raise ValueError(
+                f"the weights of {self.weights or self.model} (digest {enc.digest}) are not those this "
+                f"PretrainedEmbedding was fitted with ({fitted}): refusing to embed with other weights"
+            )
+        return enc
 
     # ------------------------------------------------------------------ steps
     def _load(self, enc, clips):
@@ -268,24 +311,39 @@ class PretrainedEmbedding(ClipTransformer, auto_wrap_output_keys=None):
         return load_waveforms(clips, enc.sample_rate, enc.min_samples, sr=self.sr, duration=self.duration,
                               n_jobs=self.n_jobs, stacklevel=6)
 
+    def _embed(self, enc, W, device):
+        """The embeddings of every time step of waveforms ``W``: float32 (n_clips, n_dims, n_steps)."""
+        E = enc.embed(W, self.layer, device, self.batch_size).astype(np.float32, copy=False)
+        if E.shape[2] == 0:
+            raise ValueError(f"the encoder returned no time steps for clips of {W.shape[1]} samples: give the "
+                             "module a min_samples attribute (clips shorter than it are zero-padded)")
+        return E
+
     def _steps(self, enc, clips, device):
         """The embeddings of every time step of ``clips``: float32 (n_clips, n_dims, n_steps)."""
-        def compute(W):
-            E = enc.embed(W, self.layer, device, self.batch_size).astype(np.float32, copy=False)
-            if E.shape[2] == 0:
-                raise ValueError(f"the encoder returned no time steps for clips of {W.shape[1]} samples: give the "
-                                 "module a min_samples attribute (clips shorter than it are zero-padded)")
-            return E
-
         if self.cache is None:
-            return compute(self._load(enc, clips))
-        params = {"features": "pretrained", "encoder": enc.name, "weights": enc.digest, "layer": self.layer,
-                  "sr": self.sr, "duration": self.duration}
-        n_dims = enc.n_dims(self.layer) if hasattr(enc, "n_dims") else None
-        return cached_features(self.cache, params, clips, load=lambda c: self._load(enc, c), compute=compute,
-                               n_rows=n_dims)
+            return self._embed(enc, self._load(enc, clips), device)
+        return cached_features(self.cache, self._cache_params(enc), clips, load=lambda c: self._load(enc, c),
+                               compute=lambda W: self._embed(enc, W, device), n_rows=self._n_dims(enc))
+
+    def _cache_params(self, enc):
+        """What the stored steps depend on (not ``pooling``: every pooling reads the same entries)."""
+        return {"features": "pretrained", "encoder": enc.name, "weights": enc.digest, "layer": self.layer,
+                "sr": self.sr, "duration": self.duration}
+
+    def _n_dims(self, enc):
+        return enc.n_dims(self.layer) if hasattr(enc, "n_dims") else None
+
+    # the steps of a lazy FeatureStore (on its copy of this embedding): recompute a lost entry
+    def _load_clips(self, clips):
+        return self._load(self._checked_encoder(), clips)
+
+    def _embed_waves(self, W):
+        return self._embed(self._checked_encoder(), W, self._device())
 
     def _pool(self, E):
+        if self.pooling is None:
+            return E
         return np.concatenate([_STATS[s](E, axis=2) for s in self.pooling.split("+")], axis=1).astype(np.float32)
 
     def _unstorable(self):

@@ -21,7 +21,7 @@ from ..utils._sklearn_compat import Interval, StrOptions
 from ._audio import _load_batch, _n_samples
 from ._base import ClipTransformer
 from ._cache import cached_features, fill_cache
-from ._stream import FeatureStore
+from ._stream import FeatureStore, StoreSteps
 from ._torch_backend import log_mel_torch
 
 __all__ = ["LogMelTransformer", "MFCCTransformer"]
@@ -85,7 +85,9 @@ class _SpectralTransformer(ClipTransformer, auto_wrap_output_keys=None):
         args = (self.cache, self._cache_params(), X)
         kwargs = dict(load=self._load, compute=self._log_mel, n_rows=self.n_mels, n_frames=n_frames)
         if self.lazy:
-            return FeatureStore(*fill_cache(*args, **kwargs), steps=_StoreSteps(clone(self)))
+            steps = StoreSteps(clone(self), load="_load", compute="_log_mel", finish="_finish",
+                               n_bands=self._n_bands_out())
+            return FeatureStore(*fill_cache(*args, **kwargs), steps=steps)
         return self._finish(cached_features(*args, **kwargs))
 
     def _load(self, X):
@@ -144,28 +146,6 @@ class _SpectralTransformer(ClipTransformer, auto_wrap_output_keys=None):
             device=self.device,
             **stft_args,
         )
-
-
-class _StoreSteps:
-    """What a :class:`~skasd.FeatureStore` needs of the transformer that made it: decode clips
-    (``load``), compute their log-mel (``compute``), turn stored log-mels into the output
-    (``finish``), and the bands stored (``n_rows``) and returned (``n_bands``) per clip.
-
-    Holds a copy of the transformer, so the store keeps its settings and pickles small.
-    """
-
-    def __init__(self, transformer):
-        self.transformer = transformer
-        self.n_rows, self.n_bands = transformer.n_mels, transformer._n_bands_out()
-
-    def load(self, X):
-        return self.transformer._load(X)
-
-    def compute(self, W):
-        return self.transformer._log_mel(W)
-
-    def finish(self, logmel):
-        return self.transformer._finish(logmel)
 
 
 class LogMelTransformer(_SpectralTransformer, auto_wrap_output_keys=None):

@@ -8,14 +8,41 @@ import numpy as np
 
 from ..utils._validation import listing
 
-__all__ = ["FeatureStore"]
+__all__ = ["FeatureStore", "StoreSteps"]
+
+
+class StoreSteps:
+    """What a :class:`FeatureStore` needs of the transformer that made it: decode clips as its
+    ``transform`` does (``load``), compute the stored features from waveforms (``compute``: how a
+    lost entry is recomputed), turn stored features into the output (``finish``, default the
+    identity), and the rows returned per clip (``n_bands``, default the rows stored).
+
+    Holds a copy of the transformer (so the store keeps its settings) and the *names* of its
+    methods, looked up at each call: the store then pickles small (the copy once, no bound
+    methods) and goes to joblib or Dask workers that see the same cache folder.
+    """
+
+    def __init__(self, transformer, *, load, compute, finish=None, n_bands=None):
+        self.transformer = transformer
+        self._names = (load, compute, finish)
+        self.n_bands = n_bands
+
+    def load(self, X):
+        return getattr(self.transformer, self._names[0])(X)
+
+    def compute(self, W):
+        return getattr(self.transformer, self._names[1])(W)
+
+    def finish(self, features):
+        return features if self._names[2] is None else getattr(self.transformer, self._names[2])(features)
 
 
 class FeatureStore:
     """Read-only, lazily loaded features of many clips, backed by the feature cache on disk.
 
     Returned by ``LogMelTransformer(cache=DIR, lazy=True).transform(paths)`` (or
-    :class:`MFCCTransformer`); not built directly. It behaves like the read-only float32 array
+    :class:`MFCCTransformer`, or ``PretrainedEmbedding(cache=DIR, pooling=None, lazy=True)``:
+    ``n_bands`` is then the embedding's values and ``n_frames`` its time steps); not built directly. It behaves like the read-only float32 array
     ``(n_clips, n_bands, n_frames)`` that ``transform`` would return without ``lazy``, but holds
     only the clips' cache keys: indexing reads the entries it needs from disk. The autoencoder
     detectors train on it through a streaming ``DataLoader`` and score it chunk by chunk, so
@@ -65,17 +92,17 @@ class FeatureStore:
     dtype = np.dtype(np.float32)
     ndim = 3
 
-    def __init__(self, cache, keys, sources, n_frames, *, steps, index=None):
-        # cache, keys, sources, n_frames: what fill_cache returned; steps: the transformer's
-        # decoding, log-mel and output steps (to recompute a lost entry and to finish what is read)
+    def __init__(self, cache, keys, sources, n_rows, n_frames, *, steps, index=None):
+        # cache, keys, sources, n_rows, n_frames: what fill_cache returned; steps: a StoreSteps
+        # (to recompute a lost entry and to finish what is read)
         self._cache = cache
         self._keys = keys
         self._sources = sources
+        self._n_rows = n_rows
         self._n_frames = n_frames
         self._steps = steps
         self._index = np.arange(len(keys)) if index is None else index
-        self._n_rows = steps.n_rows
-        self.shape = (len(self._index), steps.n_bands, n_frames)
+        self.shape = (len(self._index), n_rows if steps.n_bands is None else steps.n_bands, n_frames)
 
     def __len__(self):
         return self.shape[0]
@@ -90,7 +117,7 @@ class FeatureStore:
     def subset(self, indices):
         """A store of the clips ``indices`` (integers or a boolean mask), reading nothing."""
         return FeatureStore(
-            self._cache, self._keys, self._sources, self._n_frames, steps=self._steps,
+            self._cache, self._keys, self._sources, self._n_rows, self._n_frames, steps=self._steps,
             index=self._index[self._positions(indices)],
         )
 

@@ -2,6 +2,7 @@
 the real aisfx checkpoint (weights checks, save/load), transformers directories, the weights cache."""
 
 import glob
+import pickle
 import shutil
 import warnings
 
@@ -9,14 +10,16 @@ import librosa
 import numpy as np
 import pytest
 import torch
+import soundfile as sf
 from safetensors.numpy import load_file, save_file
 from sklearn.base import clone
 from sklearn.pipeline import make_pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import skasd
-from skasd import KNNDetector, PretrainedEmbedding
+from skasd import AudioError, DenseAE, FeatureStore, KNNDetector, PretrainedEmbedding
 from skasd.exceptions import ModelFileError
+from skasd.features._cache import FeatureCache
 from skasd.features._aisfx import AISFX, aisfx_blocks, aisfx_logmel
 from skasd.features._weights import fetch_weights, weights_file
 
@@ -61,6 +64,24 @@ def test_pooling_is_the_statistics_of_the_module_output_over_time():
                                np.concatenate([F.mean(1), F.std(1)], axis=1), rtol=1e-5, atol=1e-6)
 
 
+def test_pooling_none_returns_the_steps_unpooled():
+    enc, X = _module(), _waves()
+    with torch.no_grad():
+        F = enc(torch.from_numpy(X)).numpy()  # (3, 40, 3)
+    E = PretrainedEmbedding(model=enc, pooling=None).fit_transform(X)
+    assert E.shape == (3, 3, 40) and E.dtype == np.float32
+    np.testing.assert_allclose(E, F.transpose(0, 2, 1), rtol=1e-5, atol=1e-6)
+    # the pooled rows are statistics of exactly these steps
+    pooled = PretrainedEmbedding(model=enc, pooling="mean+max").fit_transform(X)
+    np.testing.assert_array_equal(pooled, np.concatenate([E.mean(2), E.max(2)], axis=1))
+    # chunks of 32 clips that give different numbers of steps cannot be stacked
+    ragged = [w for w in _waves(32, 400)] + [_waves(1, 200)[0]]
+    with pytest.raises(AudioError, match="clip 32 and the clips after it give 20 time steps, earlier clips 40; "
+                       "pass duration="):
+        PretrainedEmbedding(model=enc, pooling=None).fit_transform(ragged)
+    assert PretrainedEmbedding(model=enc).fit_transform(ragged).shape == (33, 6)  # pooled: fine
+
+
 def test_layer_picks_from_a_tuple_and_a_single_tensor_refuses_it():
     torch.manual_seed(0)
     enc, X = Frames(layers=True), _waves()
@@ -98,6 +119,14 @@ def test_bad_parameters_are_named():
         PretrainedEmbedding(model=_module(), weights="w.pth").fit(X)
     with pytest.raises(ValueError, match="cache= needs a named encoder"):
         PretrainedEmbedding(model=_module(), cache="somewhere").fit(X)
+    with pytest.raises(ValueError, match="lazy=True reads the embeddings back from the feature cache: set cache=DIR"):
+        PretrainedEmbedding(model=_module(), pooling=None, lazy=True).fit(X)
+    with pytest.raises(ValueError, match="lazy=True streams the unpooled .*: set pooling=None \\(not 'mean\\+std'\\)"):
+        PretrainedEmbedding(cache="somewhere", lazy=True).transform(X)  # before any weights are read
+    with pytest.raises(ValueError, match="'lazy' parameter of PretrainedEmbedding must be an instance of 'bool'"):
+        PretrainedEmbedding(model=_module(), lazy="yes").fit(X)
+    with pytest.raises(ValueError, match="'pooling' parameter of PretrainedEmbedding must be .*str.*None"):
+        PretrainedEmbedding(model=_module(), pooling=3).fit(X)
     with pytest.raises(ValueError, match="no time steps for clips of 5 samples: give the module a min_samples"):
         PretrainedEmbedding(model=Frames()).fit_transform(_waves(2, 5))
 
@@ -299,6 +328,40 @@ def test_transformers_directory_hidden_states(wav2vec2_dir, tmp_path):
     pipe = make_pipeline(PretrainedEmbedding(model=wav2vec2_dir), KNNDetector()).fit(X[:2])
     skasd.save(pipe, tmp_path / "p.skasd")
     np.testing.assert_allclose(skasd.load(tmp_path / "p.skasd").score_samples(X), pipe.score_samples(X), atol=1e-6)
+
+
+def test_lazy_store_streams_the_cached_steps_into_an_autoencoder(wav2vec2_dir, tmp_path):
+    W = _waves(6, 4000, seed=4) * 0.1
+    paths = []
+    for i, w in enumerate(W):
+        paths.append(str(tmp_path / f"clip_{i}.wav"))
+        sf.write(paths[-1], w, 16000, subtype="FLOAT")
+    steps = PretrainedEmbedding(model=wav2vec2_dir, pooling=None).fit_transform(W)
+    assert steps.shape == (6, 16, 198) and steps.dtype == np.float32
+    emb = PretrainedEmbedding(model=wav2vec2_dir, pooling=None, cache=tmp_path / "c", lazy=True)
+    store = emb.fit_transform(paths)
+    assert isinstance(store, FeatureStore) and store.shape == steps.shape
+    np.testing.assert_array_equal(store[:], steps)
+    np.testing.assert_array_equal(store[[4, 1]], steps[[4, 1]])
+    entries = sorted((tmp_path / "c").rglob("*.npz"))
+    assert len(entries) == 6
+    # the eager cached path reads the same entries (another pooling included)
+    np.testing.assert_array_equal(clone(emb).set_params(lazy=False, pooling="mean").transform(paths), steps.mean(2))
+    # small to pickle (paths and keys); a lost entry is recomputed from its file and written back
+    blob = pickle.dumps(store)
+    assert len(blob) < 10_000
+    next(e for e in entries if e.stem == FeatureCache.path_key(paths[2])).unlink()
+    with pytest.warns(UserWarning, match=r"recomputing 1 clip\(s\) .*clip_2\.wav \(missing\)"):
+        back = pickle.loads(blob)[:]
+    np.testing.assert_array_equal(np.delete(back, 2, axis=0), np.delete(steps, 2, axis=0))
+    np.testing.assert_allclose(back[2], steps[2], rtol=1e-4, atol=1e-5)  # alone in its batch: float rounding
+    assert sorted((tmp_path / "c").rglob("*.npz")) == entries
+    # a pipeline streams the store into a sequence autoencoder, one step per window, and scores
+    # it as it scores the same steps in memory
+    pipe = make_pipeline(clone(emb), DenseAE(frames=1, max_epochs=1, random_state=0, device="cpu")).fit(paths)
+    scores = pipe.score_samples(paths)
+    assert scores.shape == (6,) and np.isfinite(scores).all()
+    np.testing.assert_allclose(pipe[-1].score_samples(np.asarray(pipe[0].transform(paths))), scores, rtol=1e-6)
 
 
 def test_ast_and_whisper_directories(tmp_path_factory):
