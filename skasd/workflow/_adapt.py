@@ -1,6 +1,7 @@
 """What ``skasd adapt`` does: add a folder of normal clips to a fitted model as a domain or section."""
 
 import datetime
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -8,6 +9,7 @@ import numpy as np
 import soundfile as sf
 
 from ..exceptions import AudioError, ModelFileError, UsageError
+from ..features._base import ClipTransformer
 from ..io import model_format, model_info
 from ..utils._validation import listing
 from ._pipeline import audio_step, load_model, save_model
@@ -108,6 +110,13 @@ def adapt_model(model, data, out, *, domain=None, section=None, machine_type=Non
                 f"the model has one model per {key} ({listing(fitted.tolist())}) and the {key} of the clips under "
                 f"{data} cannot be told from their names: give --{key}"
             )
+    learnt = [name for name, step in pipe.steps[:-1] if not isinstance(step, ClipTransformer)]
+    if learnt:  # a scaler's centre, an embedding's network: fitted on the first training clips only
+        warnings.warn(
+            f"the model's {listing(learnt)} step(s) keep what they learnt from its first training clips: the adapted "
+            "model is not the one 'skasd train' would give on all the clips (retrain for that)", UserWarning,
+            stacklevel=2,
+        )
     try:
         Xt = pipe[:-1].transform(paths)
     except AudioError as exc:
@@ -173,4 +182,6 @@ def _metadata(model, record):
     meta["adaptations"] = [*meta.get("adaptations", []), record]
     if "training_clip_hashes" in meta:
         meta["training_clip_hashes"] = [*meta["training_clip_hashes"], *record["clip_hashes"]]
+    if "n_training_files" in meta:  # what the model now holds; the first training's files stay in training_files
+        meta["n_training_files"] += record["n_clips"]
     return meta

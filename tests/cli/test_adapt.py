@@ -60,7 +60,9 @@ def test_adapt_round_trip_equals_training_on_both_and_is_recorded(folders, sourc
     assert abs(datetime.datetime.fromisoformat(record["date"]) - datetime.datetime.now(datetime.timezone.utc)).seconds < 600
     old = model_info(source_model)["metadata"]
     assert meta["training_clip_hashes"] == old["training_clip_hashes"] + clip_hashes(tgt)
-    assert meta["n_training_files"] == old["n_training_files"] == 12 and meta["clip_seconds"] == [2.0]
+    # the clips the model now holds; training_files_sha256 stays that of the first training's files
+    assert old["n_training_files"] == 12 and meta["n_training_files"] == 12 + 6 and meta["clip_seconds"] == [2.0]
+    assert meta["training_files_sha256"] == old["training_files_sha256"]
     # a second adaptation adds its record to the first
     assert main(["adapt", "--model", str(out), "--data", str(folders["tgt"]), "--domain", "target2",
                  "--out", str(tmp_path / "m3.skasd"), "--quiet"]) == 0
@@ -127,3 +129,20 @@ def test_adapt_and_explain_on_real_toycar(toycar_dir):
     del pipe[-1].model_profiles_
     pooled = explain(pipe, list(test.path), n_segments=1)
     assert _modal_share(own) < _modal_share(pooled) - 0.1, (_modal_share(own), _modal_share(pooled))
+
+
+def test_a_step_that_learnt_from_the_first_clips_is_named_in_a_warning(folders, tmp_path):
+    """A scaler before the detector keeps its training clips' centre: adapt still runs, but says
+    the result is not what a retrain on all the clips would give."""
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from skasd import ClipStatsTransformer, KNNDetector
+
+    pipe = Pipeline([("features", ClipStatsTransformer()), ("centre", StandardScaler()),
+                     ("model", KNNDetector(domain_norm="zscore"))])
+    fit_pipeline(pipe, load_clips(folders["src"], split="train"))
+    save_model(pipe, tmp_path / "m.skasd", "skasd")
+    with pytest.warns(UserWarning, match=r"model's centre step\(s\) keep what they learnt from its first training clips"):
+        adapt_model(tmp_path / "m.skasd", folders["tgt"], tmp_path / "m2.skasd", domain="target")
+    assert load_model(tmp_path / "m2.skasd")[-1].domains_.tolist() == ["source", "target"]
