@@ -222,7 +222,7 @@ def test_drift_record_on_a_level_change(model, sounds, tmp_path):
     _run(model, data, log, window=10)
     assert len(_records(log, "drift")) == 2
     # the log's clips are what `skasd evaluate --data LOG.jsonl` inspects
-    clips = load_clips(log)
+    clips = load_clips(log, split="test")
     assert len(clips) == 28 and set(clips["label"]) == {"normal"} and clips["path"].is_unique
 
 
