@@ -3,6 +3,7 @@ import os
 import threading
 import time
 import tracemalloc
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -272,3 +273,16 @@ def test_model_without_training_quartiles_runs_the_flag_rate_test_only(model, wa
     with pytest.warns(UserWarning, match="only the flag-rate drift test runs"):
         monitor.run(once=True)
     assert monitor.n_scored_ == 14 and set(monitor.drift_tests([0.0] * 5, [False] * 5)) == {"flag_rate"}
+
+
+def test_log_lock_released_when_opening_fails_with_any_error(tmp_path):
+    # the torn-line warning turned into an error fails __enter__ with a non-OSError: the lock must go
+    log = tmp_path / "w.jsonl"
+    log.write_text('{"event": "score", "path": "a"}\n{"event": "sco')
+    with pytest.raises(UserWarning, match="incomplete last line"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with WatchLog(log):
+                pass
+    with WatchLog(log) as opened:  # the lock is free again: no "another skasd watch is writing"
+        assert [dict(r) for r in opened.records()] == [{"event": "score", "path": "a"}]
