@@ -343,17 +343,33 @@ class Monitor:
                 print(f"skasd watch: cannot score {path}: {error}", file=sys.stderr, flush=True)
 
     def _hook(self, record):
-        """Run ``on_anomaly`` with the record on its standard input; log a failure, never raise."""
+        """Run ``on_anomaly`` with the record on its standard input; log a failure, never raise.
+
+        The command runs in a session (process group) of its own, so that a time-out kills
+        whatever it started too, not only the shell."""
         try:
-            done = subprocess.run(self.on_anomaly, shell=True, input=json.dumps(record) + "\n", text=True,
-                                  stderr=subprocess.PIPE, timeout=_HOOK_TIMEOUT)
-            lines = done.stderr.strip().splitlines()
-            problem = None if done.returncode == 0 else (
-                f"exit status {done.returncode}" + (f": {lines[-1]}" if lines else ""))
-        except subprocess.TimeoutExpired:
-            problem = f"did not finish within {_HOOK_TIMEOUT} s"
+            proc = subprocess.Popen(self.on_anomaly, shell=True, stdin=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True, start_new_session=True)
         except OSError as exc:
             problem = str(exc)
+        else:
+            try:
+                _, err = proc.communicate(json.dumps(record) + "\n", timeout=_HOOK_TIMEOUT)
+                lines = err.strip().splitlines()
+                problem = None if proc.returncode == 0 else (
+                    f"exit status {proc.returncode}" + (f": {lines[-1]}" if lines else ""))
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:  # gone meanwhile
+                    pass
+                proc.wait()
+                for pipe in (proc.stdin, proc.stderr):  # stderr not read to its end: a child that left
+                    try:                                # the group may hold it open
+                        pipe.close()
+                    except OSError:
+                        pass
+                problem = f"did not finish within {_HOOK_TIMEOUT} s"
         if problem:
             self._log.append({"event": "on_anomaly_failed", "path": record["path"], "command": self.on_anomaly,
                               "error": problem, "time": _now()})

@@ -1,5 +1,7 @@
 import json
 import os
+import signal
+import subprocess
 import threading
 import time
 import tracemalloc
@@ -286,3 +288,45 @@ def test_log_lock_released_when_opening_fails_with_any_error(tmp_path):
                 pass
     with WatchLog(log) as opened:  # the lock is free again: no "another skasd watch is writing"
         assert [dict(r) for r in opened.records()] == [{"event": "score", "path": "a"}]
+
+
+def _running(pid):
+    """True while process ``pid`` exists and is not a zombie (Linux /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in "ZX"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc")
+def test_on_anomaly_time_out_kills_the_command_and_its_children(model, watched, tmp_path, monkeypatch):
+    pid_file = tmp_path / "child.pid"
+    real = subprocess.Popen.communicate
+
+    def communicate(self, input=None, timeout=None):  # the hook's time-out, once its child runs
+        if timeout is None:
+            return real(self, input, timeout)
+        deadline = time.monotonic() + 60
+        while not (pid_file.exists() and pid_file.read_text().endswith("\n")) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        raise subprocess.TimeoutExpired(self.args, timeout)
+
+    monkeypatch.setattr(subprocess.Popen, "communicate", communicate)
+    log = tmp_path / "w.jsonl"
+    monitor = Monitor(model, watched, log, interval=0, on_anomaly=f"sleep 300 & echo $! > {pid_file}; wait")
+    monitor._check()
+    with WatchLog(log) as opened:
+        monitor._log = opened
+        monitor._hook({"path": "x", "flagged": True})
+    child = int(pid_file.read_text())
+    try:
+        deadline = time.monotonic() + 10  # a killed child is reaped by init
+        while _running(child) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not _running(child), "the hook's child outlived its time-out"
+    finally:
+        if _running(child):
+            os.kill(child, signal.SIGKILL)
+    (failure,) = _records(log, "on_anomaly_failed")
+    assert failure["error"] == "did not finish within 60 s"
