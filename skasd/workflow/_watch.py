@@ -2,6 +2,7 @@
 and tell when the recent scores drift away from the training clips'."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -198,7 +199,9 @@ class Monitor:
             if event == "score":
                 self._done.add(path)
                 self._errors.pop(path, None)
-                self._recent.append((record["score"], bool(record["flagged"])))
+                score = record.get("score")
+                if isinstance(score, (int, float)) and not isinstance(score, bool) and math.isfinite(score):
+                    self._recent.append((score, bool(record.get("flagged"))))  # earlier versions wrote NaN as null
             elif event == "error":
                 self._errors[path] = (record.get("size"), record.get("mtime_ns"))
             elif event == "drift":
@@ -298,6 +301,9 @@ class Monitor:
         kept = [(p, s) for p, s in zip(paths, sections or [None] * len(paths)) if p not in failed]
         done = {}
         for (path, section), s, d in zip(kept, score, decision):
+            if not math.isfinite(s):  # never a score record: it would be null in the log and break the drift tests
+                failed[path] = f"the model gave a non-finite anomaly score ({float(s)}) for it"
+                continue
             threshold = -(detector.offset_ if section is None else detector.section_offsets_[section])
             done[path] = (float(s), float(threshold), bool(d == -1))
         return done, failed

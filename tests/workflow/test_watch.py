@@ -330,3 +330,33 @@ def test_on_anomaly_time_out_kills_the_command_and_its_children(model, watched, 
             os.kill(child, signal.SIGKILL)
     (failure,) = _records(log, "on_anomaly_failed")
     assert failure["error"] == "did not finish within 60 s"
+
+
+def test_non_finite_score_is_an_error_record_and_null_scores_are_not_replayed(model, watched, tmp_path, monkeypatch):
+    from skasd.workflow import _watch
+
+    real = _watch.score_stream
+
+    def nan_for_the_first(pipe, paths, **kw):
+        score, decision, failed = real(pipe, paths, **kw)
+        return np.where(np.arange(len(score)) == 0, np.nan, score), decision, failed
+
+    monkeypatch.setattr(_watch, "score_stream", nan_for_the_first)
+    log = tmp_path / "w.jsonl"
+    run = _run(model, watched, log, batch_size=100)
+    monkeypatch.undo()
+    (error,) = _records(log, "error")
+    assert "non-finite anomaly score (nan)" in error["error"] and "score" not in error
+    assert (run.n_scored_, run.n_errors_) == (13, 1)
+    assert all(np.isfinite(r["score"]) for r in _records(log, "score"))
+    # a log of an earlier version with null scores (written for NaN) fills the window: replayed, not scored again
+    old = tmp_path / "old.jsonl"
+    with open(old, "w") as f:
+        for path in sorted(str(p) for p in watched.rglob("*.wav")):
+            f.write(json.dumps({"event": "score", "path": path, "section": "id_00", "domain": None, "score": None,
+                                "threshold": 1.0, "flagged": False, "time": "x"}) + "\n")
+    monitor = _run(model, watched, old, window=5)
+    assert monitor.n_scored_ == 0 and len(monitor._recent) == 0
+    (watched / "new").mkdir()
+    os.link(sorted(watched.rglob("*.wav"))[0], watched / "new" / "normal_id_00_90000000.wav")
+    assert _run(model, watched, old, window=5).n_scored_ == 1  # no TypeError from a None in the window
