@@ -34,6 +34,7 @@ MEDIAN_SHIFT = 1.5
 # The share of training clips the "auto" contamination rule (0.9 quantile) flags.
 _AUTO_RATE = 0.1
 _HOOK_TIMEOUT = 60
+_NAP = 0.1  # seconds: how soon a sleeping watch notices SIGINT/SIGTERM or `stop`
 
 
 def _now():
@@ -211,27 +212,53 @@ class Monitor:
     def run(self, once=False, stop=None):
         """Score what is new; with ``once=False`` keep polling every ``interval`` seconds until
         ``stop`` (a :class:`threading.Event`) is set or SIGINT/SIGTERM arrives (in the main
-        thread), finishing the batch in hand. Returns ``n_flagged_``."""
+        thread), finishing the batch in hand; a second SIGINT/SIGTERM gets the handler that
+        was there before (Python's: :class:`KeyboardInterrupt` for SIGINT, the end for SIGTERM)
+        and stops at once. Returns ``n_flagged_``."""
         self._check()
-        self._stop = stop if stop is not None else threading.Event()
+        self._stop, self._signalled = stop, False
         self.n_scored_ = self.n_flagged_ = self.n_errors_ = 0
         self._pending = {}
         previous = {}
+
+        def on_signal(signum, frame):
+            # A plain flag: a handler that takes a lock (threading.Event.set) can deadlock when
+            # the signal lands while the main thread holds it (cpython issue 126434).
+            self._signalled = True
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
-                previous[sig] = signal.signal(sig, lambda *_: self._stop.set())
+                handler = signal.signal(sig, on_signal)
+                previous[sig] = signal.SIG_DFL if handler is None else handler  # None: set outside Python
         try:
             with WatchLog(self.log) as log:
                 self._log = log
                 self._replay(log)
                 while True:
                     self._poll()
-                    if once or self._stop.wait(max(self.interval, 0.1)):  # no busy loop at interval 0
+                    if once or self._stopping():
+                        break
+                    self._sleep(max(self.interval, 0.1))  # no busy loop at interval 0
+                    if self._stopping():
                         break
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         return self.n_flagged_
+
+    def _stopping(self):
+        return self._signalled or (self._stop is not None and self._stop.is_set())
+
+    def _sleep(self, seconds):
+        """Wait ``seconds``, in short naps so that a signal or ``stop`` ends the wait within one."""
+        end = time.monotonic() + seconds
+        while not self._stopping():
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(left, _NAP))
 
     def _say(self, text):
         if self.verbose:
@@ -257,7 +284,7 @@ class Monitor:
                 if len(batch) == self.batch_size:
                     self._score(batch)
                     batch = []
-                    if self._stop.is_set():
+                    if self._stopping():
                         break
             if batch:
                 self._score(batch)

@@ -107,6 +107,29 @@ def test_undecodable_file_error_record_and_retry_only_if_changed(model, watched,
     assert [r["event"] for r in _records(log) if r["path"] == str(bad)] == ["error", "error", "score"]
 
 
+class _Clock:
+    """Stands in for the ``time`` module of :mod:`skasd.workflow._watch`: ``sleep`` moves the clock
+    on at once, then calls ``on_sleep(clock)``, where a test writes files or sends a signal."""
+
+    def __init__(self, on_sleep=None):
+        self.now, self.naps, self.on_sleep = time.time(), [], on_sleep
+
+    def time(self):
+        return self.now
+
+    monotonic = time
+
+    def sleep(self, seconds):
+        self.naps.append(seconds)
+        self.now += seconds
+        if self.on_sleep is not None:
+            self.on_sleep(self)
+
+
+def _touch(path, when):
+    os.utime(path, ns=(int(when * 1e9), int(when * 1e9)))
+
+
 def test_file_being_written_is_not_scored_until_complete(model, sounds, tmp_path):
     data = tmp_path / "in"
     full = _write(tmp_path / "src", sounds, [0])[0].read_bytes()
@@ -134,6 +157,45 @@ def test_file_being_written_is_not_scored_until_complete(model, sounds, tmp_path
     (record,) = _records(log)
     assert record["event"] == "score" and record["path"] == str(part)
     assert part.read_bytes() == full
+
+
+def test_a_signal_only_sets_a_flag_and_a_second_one_gets_the_earlier_handler(model, watched, tmp_path, monkeypatch):
+    # the handler must take no lock (threading.Event.set can deadlock in a handler: cpython issue 126434)
+    calls, earlier_got = [], []
+
+    class Event(threading.Event):
+        def set(self):
+            calls.append("set")
+            super().set()
+
+    def poll():  # Ctrl-C in the middle of a poll, then again (os.kill runs the handler before it returns)
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    def earlier(signum, frame):
+        earlier_got.append(signum)
+
+    previous = signal.signal(signal.SIGINT, earlier)
+    try:
+        monitor = Monitor(model, watched, tmp_path / "w.jsonl", interval=3600)
+        monkeypatch.setattr(monitor, "_poll", poll)
+        monitor.run(stop=Event())  # returns after the poll, without the hour's sleep
+        assert signal.getsignal(signal.SIGINT) is earlier  # restored on return
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert calls == [] and earlier_got == [signal.SIGINT]
+
+
+def test_a_signal_ends_the_sleep_between_polls(model, watched, tmp_path, monkeypatch):
+    from skasd.workflow import _watch
+
+    clock = _Clock(lambda clock: len(clock.naps) == 3 and os.kill(os.getpid(), signal.SIGTERM))
+    monkeypatch.setattr(_watch, "time", clock)
+    previous = signal.getsignal(signal.SIGTERM)
+    monitor = Monitor(model, watched, tmp_path / "w.jsonl", interval=3600)
+    monitor.run()
+    assert monitor.n_scored_ == 14 and len(clock.naps) == 3 and sum(clock.naps) < 1  # not the hour
+    assert signal.getsignal(signal.SIGTERM) is previous
 
 
 def test_complete_fresh_file_is_scored_at_once(model, sounds, tmp_path):
