@@ -130,33 +130,63 @@ def _touch(path, when):
     os.utime(path, ns=(int(when * 1e9), int(when * 1e9)))
 
 
-def test_file_being_written_is_not_scored_until_complete(model, sounds, tmp_path):
-    data = tmp_path / "in"
+def test_file_being_written_is_not_scored_until_complete(model, sounds, tmp_path, monkeypatch):
+    from skasd.workflow import _watch
+
+    data, log = tmp_path / "in", tmp_path / "w.jsonl"
+    full = _write(tmp_path / "src", sounds, [0])[0].read_bytes()
+    data.mkdir()
+    part = data / "normal_id_00_00000001.wav"  # its header declares all of the audio; half is there
+    part.write_bytes(full[: len(full) // 2])
+    assert _run(model, data, log, interval=3600).n_scored_ == 0  # fresh and incomplete: waits
+    assert not log.read_text()
+    i = full.find(b"data") + 4  # a streaming writer's WAV: data size unknown (0xFFFFFFFF) until it closes
+    streamed = full[:i] + b"\xff\xff\xff\xff" + full[i + 4 :]
+    stream = data / "normal_id_00_00000002.wav"
+    stream.write_bytes(streamed[: len(full) // 2])
+    # both grow by a piece at every nap of the watch (10 per 1 s interval), with mtime = now, up to full size
+    pieces = np.linspace(len(full) // 2, len(full), 31).astype(int)[1:]
+
+    def write(clock):
+        for path, content in ((part, full), (stream, streamed)):
+            size = path.stat().st_size
+            if size < len(content):
+                with open(path, "ab") as f:
+                    f.write(content[size : pieces[np.searchsorted(pieces, size, side="right")]])
+                _touch(path, clock.now)
+
+    clock, stop, seen = _Clock(write), threading.Event(), []
+    monkeypatch.setattr(_watch, "time", clock)
+    monitor = Monitor(model, data, log, interval=1.0)
+    real_poll = monitor._poll
+
+    def poll():
+        sizes = (part.stat().st_size, stream.stat().st_size)
+        real_poll()
+        seen.append((sizes, sorted(r["path"][-6:-4] for r in _records(log))))
+        if len(seen) == 6:
+            stop.set()
+
+    monkeypatch.setattr(monitor, "_poll", poll)
+    monitor.run(stop=stop)
+    n = len(full)
+    assert sum(a < n for (a, _), _ in seen) >= 3, seen  # polled while growing
+    for k, ((a, b), scored) in enumerate(seen):
+        assert ("01" in scored) == (a == n), seen  # complete as its header says: scored at once
+        assert ("02" in scored) == (k > 0 and seen[k - 1][0][1] == b == n), seen  # unchanged for an interval
+    assert [r["event"] for r in _records(log)] == ["score", "score"]
+    assert part.read_bytes() == full and stream.read_bytes() == streamed
+
+
+def test_incomplete_wav_unchanged_for_an_interval_is_tried(model, sounds, tmp_path):
+    data, log = tmp_path / "in", tmp_path / "w.jsonl"
     full = _write(tmp_path / "src", sounds, [0])[0].read_bytes()
     data.mkdir()
     part = data / "normal_id_00_00000001.wav"
-    part.write_bytes(full[: len(full) // 2])  # header declares all of the audio; half is there
-    log = tmp_path / "w.jsonl"
-    assert _run(model, data, log, interval=30).n_scored_ == 0  # fresh and incomplete: waits
-    assert not log.read_text()
-    # polled while growing: not scored; once its size and mtime stayed put for an interval: scored
-    monitor = Monitor(model, data, log, interval=0.3)
-    stop = threading.Event()
-    thread = threading.Thread(target=monitor.run, kwargs={"stop": stop})
-    thread.start()
-    for end in np.linspace(len(full) // 2, len(full), 5).astype(int)[1:]:
-        time.sleep(0.2)
-        assert not log.read_text(), "scored while being written"
-        with open(part, "ab") as f:
-            f.write(full[os.path.getsize(part) : end])
-    deadline = time.time() + 10
-    while not log.read_text() and time.time() < deadline:
-        time.sleep(0.05)
-    stop.set()
-    thread.join()
-    (record,) = _records(log)
-    assert record["event"] == "score" and record["path"] == str(part)
-    assert part.read_bytes() == full
+    part.write_bytes(full[: len(full) // 2])
+    _touch(part, time.time() - 7200)  # the writer gave up two hours ago
+    run = _run(model, data, log, interval=3600)
+    assert (run.n_scored_, run.n_errors_) == (0, 1) and "truncated" in _records(log, "error")[0]["error"]
 
 
 def test_a_signal_only_sets_a_flag_and_a_second_one_gets_the_earlier_handler(model, watched, tmp_path, monkeypatch):
