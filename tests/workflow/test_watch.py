@@ -1,3 +1,4 @@
+import errno
 import json
 import os
 import signal
@@ -452,3 +453,64 @@ def test_non_finite_score_is_an_error_record_and_null_scores_are_not_replayed(mo
     (watched / "new").mkdir()
     os.link(sorted(watched.rglob("*.wav"))[0], watched / "new" / "normal_id_00_90000000.wav")
     assert _run(model, watched, old, window=5).n_scored_ == 1  # no TypeError from a None in the window
+
+
+def test_a_file_name_reused_is_scored_again_once_per_version(model, sounds, tmp_path):
+    # a recorder that writes its ring buffer rec_000.wav, rec_001.wav, ... again and again
+    data, log = tmp_path / "in", tmp_path / "w.jsonl"
+    normal = np.flatnonzero(sounds.target == 0)
+    (path,) = _write(data, sounds, normal[16:17])
+    assert _run(model, data, log).n_scored_ == 1
+    assert _run(model, data, log).n_scored_ == 0  # unchanged: done
+    sf.write(path, sounds.data[np.flatnonzero(sounds.target == 1)[0]], sounds.sr, subtype="PCM_16")  # same size
+    _touch(path, path.stat().st_mtime + 60)
+    assert _run(model, data, log).n_scored_ == 1  # a new recording under the same name
+    assert _run(model, data, log).n_scored_ == 0
+    first, second = _records(log, "score")
+    assert first["path"] == second["path"] == str(path) and first["size"] == second["size"] == path.stat().st_size
+    assert second["mtime_ns"] == path.stat().st_mtime_ns != first["mtime_ns"]
+    assert second["score"] > first["score"] and second["flagged"]  # the anomaly's score, not the normal's
+    # a log of an earlier version, without size and mtime_ns: its files are done by path, whatever they hold
+    old = tmp_path / "old.jsonl"
+    old.write_text(json.dumps({k: v for k, v in first.items() if k not in ("size", "mtime_ns")}) + "\n")
+    _touch(path, path.stat().st_mtime + 60)
+    assert _run(model, data, old).n_scored_ == 0
+
+
+def test_io_error_leaves_the_file_for_a_later_poll_not_an_error_record(model, watched, tmp_path, monkeypatch):
+    from skasd.features import _audio
+    from skasd.workflow import _watch
+
+    log = tmp_path / "w.jsonl"
+    real_stream, real_chunk = _watch.score_stream, _audio._wav_data_chunk
+
+    def too_many_open_files(*args, **kw):  # the whole batch meets EMFILE
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(_watch, "score_stream", too_many_open_files)
+    with pytest.warns(UserWarning, match="cannot score .* now: .*Too many open files; trying it again later"):
+        run = _run(model, watched, log)
+    assert (run.n_scored_, run.n_errors_, run.n_deferred_) == (0, 0, 14) and not log.read_text()
+    monkeypatch.setattr(_watch, "score_stream", real_stream)
+
+    def share_glitch(path):  # one file's reads fail (a network share), in the batch and alone
+        if "_10017" in str(path):
+            raise OSError(errno.EIO, "Input/output error", str(path))
+        return real_chunk(path)
+
+    monkeypatch.setattr(_audio, "_wav_data_chunk", share_glitch)
+    with pytest.warns(UserWarning, match=r"_10017\.wav now: .*Input/output error"):
+        run = _run(model, watched, log)
+    assert (run.n_scored_, run.n_errors_, run.n_deferred_) == (13, 0, 1) and not _records(log, "error")
+    # polled on: tried at each poll, at most 3 times in a run
+    clock, stop = _Clock(lambda clock: len(clock.naps) == 60 and stop.set()), threading.Event()
+    monkeypatch.setattr(_watch, "time", clock)
+    monitor = Monitor(model, watched, log, interval=1.0)
+    with pytest.warns(UserWarning) as got:
+        monitor.run(stop=stop)
+    assert monitor.n_deferred_ == 3 and "not trying it again in this run" in str(got[-1].message)
+    monkeypatch.undo()
+    run = _run(model, watched, log)  # the share is back
+    assert (run.n_scored_, run.n_errors_) == (1, 0)
+    paths = [r["path"] for r in _records(log, "score")]
+    assert len(paths) == len(set(paths)) == 14 and not _records(log, "error")
