@@ -186,7 +186,8 @@ def cmd_watch(args):
     _log(args, f"watching {args.data}" + (" (once)" if args.once else f" every {args.interval:g} s; "
                                           "stop with Ctrl-C or SIGTERM") + f"; records go to {args.log}")
     flagged = monitor.run(once=args.once)
-    _log(args, f"{monitor.n_scored_} clip(s) scored, {flagged} flagged, {monitor.n_errors_} could not be decoded")
+    _log(args, f"{monitor.n_scored_} clip(s) scored, {flagged} flagged, {monitor.n_errors_} could not be scored"
+         + (f", {monitor.n_deferred_} left for later (I/O errors)" if monitor.n_deferred_ else ""))
     return 1 if args.once and args.fail_on_anomaly and flagged else 0
 
 

@@ -97,8 +97,11 @@ class WatchLog:
                 os.fsync(self._fd)
                 warnings.warn(f"{self.path}: cut off an incomplete last line (a write interrupted by a crash)")
         except OSError as exc:
-            self.__exit__()
+            self.__exit__(None, None, None)
             raise UsageError(f"cannot write the log {self.path}: {exc.strerror}") from None
+        except BaseException:  # anything else (a warning turned into an error, Ctrl-C) must not keep the lock
+            self.__exit__(None, None, None)
+            raise
         return self
 
     def __exit__(self, *exc):

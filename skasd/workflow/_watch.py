@@ -2,6 +2,7 @@
 and tell when the recent scores drift away from the training clips'."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -18,10 +19,10 @@ import scipy.stats
 
 from ..datasets._dcase import AUDIO_EXTENSIONS, _parse
 from ..exceptions import AudioError, UsageError
-from ..features._audio import _wav_data_chunk
+from ..features._audio import _wav_data_chunk, load_audio
 from ..utils._validation import listing
 from ._log import WatchLog
-from ._pipeline import load_model
+from ._pipeline import audio_step, load_model
 from ._scoring import score_stream
 
 __all__ = ["ALPHA", "MEDIAN_SHIFT", "Monitor"]
@@ -33,6 +34,8 @@ MEDIAN_SHIFT = 1.5
 # The share of training clips the "auto" contamination rule (0.9 quantile) flags.
 _AUTO_RATE = 0.1
 _HOOK_TIMEOUT = 60
+_MAX_TRIES = 3  # a file's attempts per run that meet an I/O (or the model's) error before it is left alone
+_NAP = 0.1  # seconds: how soon a sleeping watch notices SIGINT/SIGTERM or `stop`
 
 
 def _now():
@@ -66,6 +69,12 @@ def _audio_files(root):
         folders.extend(reversed(below))
 
 
+def _version(record):
+    """``(size, mtime_ns)`` of a record's file, or None where the record has not both."""
+    size, mtime_ns = record.get("size"), record.get("mtime_ns")
+    return (size, mtime_ns) if isinstance(size, int) and isinstance(mtime_ns, int) else None
+
+
 def _incomplete(path, size):
     """True where a file is visibly still being written: empty, or a WAV whose data chunk is
     missing, of unknown size, or shorter than its header declares."""
@@ -87,17 +96,23 @@ class Monitor:
     What ``skasd watch`` runs. Every audio file (``.wav``, ``.flac``) under ``data``,
     recursively, is scored once by the model, by its own section's model and threshold
     (its DCASE/MIMII name gives section and domain), and gets one record in ``log``, across
-    runs and restarts: the log itself is the memory of what was scored. A file is scored
-    once it is complete: its size and modification time have been stable for ``interval``
-    seconds, or it decodes fully (a WAV holds all the data its header declares). A file
-    that does not decode gets an error record and is tried again only if it changes.
+    runs and restarts: the log itself is the memory of what was scored. Once means once per
+    version of a file: a file whose size or modification time changes (a recorder that reuses
+    its file names) is a new recording and is scored again. A file is scored once it is
+    complete: its size and modification time have been stable for ``interval`` seconds, or it
+    decodes fully (a WAV holds all the data its header declares). A file that cannot be
+    scored as it is (it does not decode, another sample rate, a non-finite score) gets an
+    error record and is tried again only if it changes; one that meets another error (an I/O
+    error of a network share, too many open files, no memory) gets no record and a warning,
+    and is tried again at the next poll (the next run with ``once=True``), at most 3 times
+    per run.
 
     Records are JSON objects, one per line, each written whole and ``fsync``-ed, with an
     ``event`` key:
 
     - ``"score"``: ``path``, ``section``, ``domain``, ``score`` (anomaly score, higher = more
       anomalous), ``threshold`` (the clip's section's), ``flagged`` (``score > threshold``),
-      ``time`` (UTC, ISO 8601);
+      ``size`` and ``mtime_ns`` (the version of the file scored), ``time`` (UTC, ISO 8601);
     - ``"error"``: ``path``, ``error``, ``size``, ``mtime_ns``, ``time``;
     - ``"drift"``: ``test`` (``"flag_rate"`` or ``"median"``), ``state`` (``"start"`` or
       ``"end"``), the window's figures and ``message`` (see :meth:`drift_tests`);
@@ -135,6 +150,8 @@ class Monitor:
     ----------
     n_scored_, n_flagged_, n_errors_ : int
         Clips scored, flagged and failed by this monitor (not counting earlier runs).
+    n_deferred_ : int
+        Attempts that met an I/O (or other passing) error, left to a later poll.
 
     Examples
     --------
@@ -190,17 +207,22 @@ class Monitor:
                           "only the flag-rate drift test runs; train it again for the median test")
 
     def _replay(self, log):
-        """What the log says was done: scored paths, failed files, the recent window, drift states."""
-        self._done, self._errors, self._drifting = set(), {}, {}
+        """What the log says was done: scored file versions, failed files, the recent window, drift states."""
+        self._done, self._errors, self._drifting = {}, {}, {}
+        self._tries = {}  # {path: (version, failed attempts)} of files that met an I/O error (this run only)
         self._recent = deque(maxlen=self.window)
         for record in log.records():
             event, path = record.get("event"), record.get("path")
             if event == "score":
-                self._done.add(path)
+                # the version scored; None in records of earlier versions without size and mtime_ns:
+                # done by path, whatever it holds
+                self._done[path] = _version(record)
                 self._errors.pop(path, None)
-                self._recent.append((record["score"], bool(record["flagged"])))
+                score = record.get("score")
+                if isinstance(score, (int, float)) and not isinstance(score, bool) and math.isfinite(score):
+                    self._recent.append((score, bool(record.get("flagged"))))  # earlier versions wrote NaN as null
             elif event == "error":
-                self._errors[path] = (record.get("size"), record.get("mtime_ns"))
+                self._errors[path] = _version(record)
             elif event == "drift":
                 self._drifting[record["test"]] = record["state"] == "start"
 
@@ -208,27 +230,53 @@ class Monitor:
     def run(self, once=False, stop=None):
         """Score what is new; with ``once=False`` keep polling every ``interval`` seconds until
         ``stop`` (a :class:`threading.Event`) is set or SIGINT/SIGTERM arrives (in the main
-        thread), finishing the batch in hand. Returns ``n_flagged_``."""
+        thread), finishing the batch in hand; a second SIGINT/SIGTERM gets the handler that
+        was there before (Python's: :class:`KeyboardInterrupt` for SIGINT, the end for SIGTERM)
+        and stops at once. Returns ``n_flagged_``."""
         self._check()
-        self._stop = stop if stop is not None else threading.Event()
-        self.n_scored_ = self.n_flagged_ = self.n_errors_ = 0
+        self._stop, self._signalled = stop, False
+        self.n_scored_ = self.n_flagged_ = self.n_errors_ = self.n_deferred_ = 0
         self._pending = {}
         previous = {}
+
+        def on_signal(signum, frame):
+            # A plain flag: a handler that takes a lock (threading.Event.set) can deadlock when
+            # the signal lands while the main thread holds it (cpython issue 126434).
+            self._signalled = True
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
-                previous[sig] = signal.signal(sig, lambda *_: self._stop.set())
+                handler = signal.signal(sig, on_signal)
+                previous[sig] = signal.SIG_DFL if handler is None else handler  # None: set outside Python
         try:
             with WatchLog(self.log) as log:
                 self._log = log
                 self._replay(log)
                 while True:
                     self._poll()
-                    if once or self._stop.wait(max(self.interval, 0.1)):  # no busy loop at interval 0
+                    if once or self._stopping():
+                        break
+                    self._sleep(max(self.interval, 0.1))  # no busy loop at interval 0
+                    if self._stopping():
                         break
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         return self.n_flagged_
+
+    def _stopping(self):
+        return self._signalled or (self._stop is not None and self._stop.is_set())
+
+    def _sleep(self, seconds):
+        """Wait ``seconds``, in short naps so that a signal or ``stop`` ends the wait within one."""
+        end = time.monotonic() + seconds
+        while not self._stopping():
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(left, _NAP))
 
     def _say(self, text):
         if self.verbose:
@@ -241,11 +289,13 @@ class Monitor:
         try:
             files = _audio_files(self._root)
             for path, st in files:
-                if path in self._done:
-                    continue
                 key = (st.st_size, st.st_mtime_ns)
+                if path in self._done and self._done[path] in (None, key):
+                    continue  # scored as it is now: scored again once it changes (a name reused)
                 if self._errors.get(path) == key:
                     continue  # failed as it is now: tried again once it changes
+                if self._tries.get(path, (None, 0)) == (key, _MAX_TRIES):
+                    continue  # given up on for this run
                 settled = now - st.st_mtime >= self.interval or self._pending.get(path) == key
                 if not settled and _incomplete(path, st.st_size):
                     pending[path] = key  # still being written
@@ -254,7 +304,7 @@ class Monitor:
                 if len(batch) == self.batch_size:
                     self._score(batch)
                     batch = []
-                    if self._stop.is_set():
+                    if self._stopping():
                         break
             if batch:
                 self._score(batch)
@@ -265,7 +315,7 @@ class Monitor:
             (self.n_scored_, self.n_flagged_, self.n_errors_), before))
         if scored or errors:
             self._say(f"scored {scored} new clip(s) of {self.data}: {flagged} flagged"
-                      + (f", {errors} could not be decoded" if errors else ""))
+                      + (f", {errors} could not be scored" if errors else ""))
 
     def _section_of(self, path):
         """``(section, domain, problem)`` of a file from its name."""
@@ -278,29 +328,53 @@ class Monitor:
         return section, domain, None
 
     def _scores(self, paths, sections):
-        """``{path: (score, threshold, flagged)}`` and ``{path: error}`` of files scored together,
-        one file at a time where the batch as a whole fails (another sample rate or length)."""
+        """``{path: (score, threshold, flagged)}``, ``{path: error}`` of the files that cannot be
+        scored as they are, and ``{path: error}`` of those that met another error (I/O, memory, the
+        model's), to try again later. Scored together; one file at a time where the batch as a
+        whole fails (another sample rate or length, an I/O error)."""
         detector = self._pipe[-1]
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 score, decision, failed = score_stream(self._pipe, paths, on_error="skip", chunk_size=len(paths),
                                                        sections=sections)
-        except (AudioError, UsageError, ValueError, OSError) as exc:
+        except (ValueError, OSError, MemoryError) as exc:
             if len(paths) == 1:
-                return {}, {paths[0]: str(exc).strip().splitlines()[0]}
-            done, failed = {}, {}
+                message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                # the file's own problem (skasd's errors name the file and what is wrong with it), or not
+                return ({}, {paths[0]: message}, {}) if isinstance(exc, (AudioError, UsageError)) else (
+                    {}, {}, {paths[0]: message})
+            done, failed, retry = {}, {}, {}
             for i, path in enumerate(paths):
-                d, f = self._scores([path], None if sections is None else [sections[i]])
+                d, f, r = self._scores([path], None if sections is None else [sections[i]])
                 done.update(d)
                 failed.update(f)
-            return done, failed
-        kept = [(p, s) for p, s in zip(paths, sections or [None] * len(paths)) if p not in failed]
+                retry.update(r)
+            return done, failed, retry
+        retry = {path: failed.pop(path) for path in list(failed) if not self._own_fault(path)}
+        kept = [(p, s) for p, s in zip(paths, sections or [None] * len(paths)) if p not in failed and p not in retry]
         done = {}
         for (path, section), s, d in zip(kept, score, decision):
+            if not math.isfinite(s):  # never a score record: it would be null in the log and break the drift tests
+                failed[path] = f"the model gave a non-finite anomaly score ({float(s)}) for it"
+                continue
             threshold = -(detector.offset_ if section is None else detector.section_offsets_[section])
             done[path] = (float(s), float(threshold), bool(d == -1))
-        return done, failed
+        return done, failed, retry
+
+    def _own_fault(self, path):
+        """Whether a file that ``score_stream`` left out fails to decode by its content
+        (:class:`~skasd.exceptions.AudioError`), not by an I/O error that may pass."""
+        feat = audio_step(self._pipe)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                load_audio(path, sr=feat.sr if feat is not None else 16000)
+        except AudioError:
+            return True
+        except (OSError, ValueError, MemoryError):
+            return False
+        return False  # decodes now: it was a passing problem
 
     def _score(self, batch):
         """Score a batch and write each file's record, then run the hook and the drift tests."""
@@ -313,19 +387,23 @@ class Monitor:
             else:
                 paths.append(path)
                 sections.append(section)
-        done = {}
+        done, retry = {}, {}
         if paths:
-            done, more = self._scores(paths, sections if self._sections is not None else None)
+            done, more, retry = self._scores(paths, sections if self._sections is not None else None)
             failed.update(more)
-        for path, _ in batch:
+        for path, key in batch:
             section, domain, (size, mtime_ns) = meta[path]
-            if path in done:
+            if path in retry:
+                self._defer(path, key, retry[path])
+            elif path in done:
                 score, threshold, flagged = done[path]
                 record = {"event": "score", "path": path, "section": section, "domain": domain, "score": score,
-                          "threshold": threshold, "flagged": flagged, "time": _now()}
+                          "threshold": threshold, "flagged": flagged, "size": size, "mtime_ns": mtime_ns,
+                          "time": _now()}
                 self._log.append(record)
-                self._done.add(path)
+                self._done[path] = key
                 self._errors.pop(path, None)
+                self._tries.pop(path, None)
                 self.n_scored_ += 1
                 self._recent.append((score, flagged))
                 if flagged:
@@ -338,22 +416,51 @@ class Monitor:
                 error = failed.get(path, "not scored")
                 self._log.append({"event": "error", "path": path, "error": error, "size": size,
                                   "mtime_ns": mtime_ns, "time": _now()})
-                self._errors[path] = (size, mtime_ns)
+                self._errors[path] = key
+                self._tries.pop(path, None)
                 self.n_errors_ += 1
                 print(f"skasd watch: cannot score {path}: {error}", file=sys.stderr, flush=True)
 
+    def _defer(self, path, key, error):
+        """Leave a file that met a passing error (I/O, memory) unrecorded, to be tried at the next
+        poll (the next run with ``once=True``); after ``_MAX_TRIES`` failures of the same version,
+        not again in this run."""
+        before, n = self._tries.get(path, (None, 0))
+        n = n + 1 if before == key else 1
+        self._tries[path] = (key, n)
+        self.n_deferred_ += 1
+        then = ("not trying it again in this run (it is tried again when it changes or at the next start)"
+                if n >= _MAX_TRIES else "trying it again later")
+        warnings.warn(f"cannot score {path} now: {error}; {then}")
+
     def _hook(self, record):
-        """Run ``on_anomaly`` with the record on its standard input; log a failure, never raise."""
+        """Run ``on_anomaly`` with the record on its standard input; log a failure, never raise.
+
+        The command runs in a session (process group) of its own, so that a time-out kills
+        whatever it started too, not only the shell."""
         try:
-            done = subprocess.run(self.on_anomaly, shell=True, input=json.dumps(record) + "\n", text=True,
-                                  stderr=subprocess.PIPE, timeout=_HOOK_TIMEOUT)
-            lines = done.stderr.strip().splitlines()
-            problem = None if done.returncode == 0 else (
-                f"exit status {done.returncode}" + (f": {lines[-1]}" if lines else ""))
-        except subprocess.TimeoutExpired:
-            problem = f"did not finish within {_HOOK_TIMEOUT} s"
+            proc = subprocess.Popen(self.on_anomaly, shell=True, stdin=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True, start_new_session=True)
         except OSError as exc:
             problem = str(exc)
+        else:
+            try:
+                _, err = proc.communicate(json.dumps(record) + "\n", timeout=_HOOK_TIMEOUT)
+                lines = err.strip().splitlines()
+                problem = None if proc.returncode == 0 else (
+                    f"exit status {proc.returncode}" + (f": {lines[-1]}" if lines else ""))
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:  # gone meanwhile
+                    pass
+                proc.wait()
+                for pipe in (proc.stdin, proc.stderr):  # stderr not read to its end: a child that left
+                    try:                                # the group may hold it open
+                        pipe.close()
+                    except OSError:
+                        pass
+                problem = f"did not finish within {_HOOK_TIMEOUT} s"
         if problem:
             self._log.append({"event": "on_anomaly_failed", "path": record["path"], "command": self.on_anomaly,
                               "error": problem, "time": _now()})

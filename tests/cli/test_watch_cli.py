@@ -81,14 +81,23 @@ def test_exit_codes(setup, tmp_path, capsys):
 
 
 def test_kill_9_mid_run_then_resume_each_clip_once(setup, tmp_path):
-    data, log = _anomalies(setup, tmp_path, 5), tmp_path / "w.jsonl"
-    # the hook slows each flagged clip down, so that the run is mid-way when killed
+    data, log, marks = _anomalies(setup, tmp_path, 5), tmp_path / "w.jsonl", tmp_path / "marks"
+    marks.mkdir()
+    # the hook of the 3rd flagged clip blocks (it runs after that clip's record is written), so that
+    # the run is mid-way when killed, however slow the machine
     cmd = ["watch", "--model", str(setup / "m.skasd"), "--data", str(data), "--log", str(log), "--once",
            "--interval", "0", "--quiet"]
-    proc = _skasd(*cmd, "--on-anomaly", "cat > /dev/null; sleep 0.1")
-    _wait_for(log, 3)
+    blocked = tmp_path / "blocked.pid"
+    hook = (f"cat > /dev/null; n=$(ls {marks} | wc -l); touch {marks}/$n; "
+            f"if [ $n -ge 2 ]; then echo $$ > {blocked}.tmp; mv {blocked}.tmp {blocked}; exec sleep 300; fi")
+    proc = _skasd(*cmd, "--on-anomaly", hook)
+    deadline = time.time() + 120
+    while not blocked.exists() and time.time() < deadline:
+        time.sleep(0.02)
     proc.kill()
     proc.wait()
+    if blocked.exists():
+        os.kill(int(blocked.read_text()), signal.SIGKILL)  # the blocked hook, in a session of its own
     killed_at = len(_lines(log))
     assert 3 <= killed_at < 30
     with open(log, "ab") as f:  # as if killed in the middle of a write
@@ -109,14 +118,17 @@ def test_sigterm_finishes_the_clip_in_hand_and_exits_0(setup, tmp_path):
     assert proc.wait(timeout=30) == 0, proc.stderr.read()
     records = [json.loads(line) for line in _lines(log)]
     assert 1 <= len(records) <= 12 and all(r["event"] == "score" for r in records)
+    # a restart scores the rest and a new clip (its record shows the handlers are in place), then polls
+    # on until SIGINT
+    shutil.copy(setup / "clips" / "normal_id_00_00000016.wav", data)
     proc = _skasd("watch", "--model", str(setup / "m.skasd"), "--data", str(data), "--log", str(log),
                   "--interval", "0.2")
-    _wait_for(log, 12)  # a restart scores the rest, then polls on until SIGINT
+    _wait_for(log, 13)
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=30) == 0
+    assert proc.wait(timeout=30) == 0, proc.stderr.read()
     paths = [json.loads(line)["path"] for line in _lines(log)]
-    assert len(paths) == len(set(paths)) == 12
+    assert len(paths) == len(set(paths)) == 13
 
 
 def test_evaluate_report_on_the_log_clips(setup, tmp_path):
