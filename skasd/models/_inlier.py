@@ -207,6 +207,9 @@ class _InlierDetector(SectionScoringMixin, BaseDetector):
         self.sections_ = None if section is None else np.unique(section).astype(object)
         if hasattr(models[0], "n_iter_"):
             self.n_iter_ = max(model.n_iter_ for model in models)
+        # what shapes the groups' models, for partial_fit to refuse a change (contamination and
+        # n_jobs may change: the threshold is recomputed from every clip, n_jobs changes no result)
+        self._group_params = {k: v for k, v in self.get_params().items() if k not in ("contamination", "n_jobs")}
         self._set_thresholds(owns)
         return self
 
@@ -274,6 +277,15 @@ class _InlierDetector(SectionScoringMixin, BaseDetector):
                 f"{name} was saved by an earlier skasd without its training rows (model_rows_), so clips cannot be "
                 "added to it; refit it on the old and the new clips."
             )
+        fitted = vars(self).get("_group_params")  # absent from models of earlier skasd versions
+        if fitted is not None:
+            changed = sorted(k for k, v in fitted.items() if self.get_params().get(k) != v)
+            if changed:
+                raise ValueError(
+                    f"{name}.partial_fit: {', '.join(f'{k}={self.get_params()[k]!r}' for k in changed)} differ from "
+                    f"the fit's ({', '.join(f'{k}={fitted[k]!r}' for k in changed)}), which the other groups' models "
+                    "keep; set them back, or fit on all the clips."
+                )
         old_offset = self.offset_
         old_section_offsets = dict(self.section_offsets_ or {})
         rows = [self._model_rows(i) for i in range(len(self.models_))]

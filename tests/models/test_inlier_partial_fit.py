@@ -81,6 +81,23 @@ def test_bad_partial_fit_calls_name_the_problem():
         old.partial_fit(TGT)
 
 
+@pytest.mark.parametrize("est, change", [
+    (KNNDetector(3, metric="euclidean"), {"n_neighbors": 1}),
+    (MahalanobisDetector(), {"covariance": "empirical"}),
+    (GMMDetector(covariance_type="diag", random_state=0), {"n_components": 2}),
+], ids=["knn", "mahalanobis", "gmm"])
+def test_a_parameter_changed_since_fit_is_refused(est, change):
+    """The untouched groups keep the fit's models: a changed hyperparameter would mix two models."""
+    est = est.fit(SRC, domain=["source"] * 40)
+    name = next(iter(change))
+    est.set_params(**change)
+    with pytest.raises(ValueError, match=f"partial_fit: {name}=.* differ from the fit's"):
+        est.partial_fit(TGT, domain="target")
+    est.set_params(**{name: est._group_params[name]}, contamination=0.2)  # the threshold rule may change
+    est.partial_fit(TGT, domain="target")
+    assert est.domains_.tolist() == ["source", "target"]
+
+
 def test_warns_when_new_clips_look_anomalous():
     est = MahalanobisDetector().fit(SRC, domain=["source"] * 40)
     normal, odd = rng.normal(size=(8, 5)), rng.normal(6, 1, size=(4, 5))
