@@ -279,10 +279,11 @@ class _InlierDetector(SectionScoringMixin, BaseDetector):
             )
         fitted = vars(self).get("_group_params")  # absent from models of earlier skasd versions
         if fitted is not None:
-            changed = sorted(k for k, v in fitted.items() if self.get_params().get(k) != v)
+            params = self.get_params()
+            changed = sorted(k for k, v in fitted.items() if params.get(k) != v)
             if changed:
                 raise ValueError(
-                    f"{name}.partial_fit: {', '.join(f'{k}={self.get_params()[k]!r}' for k in changed)} differ from "
+                    f"{name}.partial_fit: {', '.join(f'{k}={params[k]!r}' for k in changed)} differ from "
                     f"the fit's ({', '.join(f'{k}={fitted[k]!r}' for k in changed)}), which the other groups' models "
                     "keep; set them back, or fit on all the clips."
                 )
