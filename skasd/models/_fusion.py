@@ -1,8 +1,12 @@
 """ScoreFusion: one detector from several detectors' standardised anomaly scores."""
 
+import inspect
+
 import numpy as np
+import pandas as pd
 from sklearn.base import clone
 from sklearn.model_selection import check_cv
+from sklearn.pipeline import Pipeline
 from sklearn.utils import Bunch
 from sklearn.utils.metadata_routing import MetadataRouter, MethodMapping, process_routing
 from sklearn.utils.validation import check_is_fitted, indexable
@@ -18,13 +22,13 @@ from ..utils._sklearn_compat import (
     _safe_indexing,
 )
 from ..utils._validation import normal_mask
-from ._base import CONTAMINATION_DOC, BaseDetector
+from ._base import CONTAMINATION_DOC, BaseDetector, SectionScoringMixin
 
 __all__ = ["ScoreFusion"]
 
 
 @Substitution(contamination=CONTAMINATION_DOC)
-class ScoreFusion(BaseDetector, _BaseComposition):
+class ScoreFusion(SectionScoringMixin, BaseDetector, _BaseComposition):
     """Combine detectors by averaging their anomaly scores, each standardised on its own
     training-score distribution.
 
@@ -51,12 +55,13 @@ class ScoreFusion(BaseDetector, _BaseComposition):
     weights : array-like of shape (n_detectors,), default=None
         Weight of each sub-detector's standardised score (None = equal), including dropped ones.
     cv : int, cross-validation generator, iterable or None, default=None
-        Which training scores standardise a sub-detector. None: the fitted sub-detector's
-        scores of its own training clips (one fit each). An int or splitter: out-of-fold
-        scores, each clip scored by a clone fitted without it (k + 1 fits each), as unseen
-        normal clips will be. Use it where in-sample scores are degenerate or optimistic:
-        a :class:`~skasd.KNNDetector` scores its training clips against
-        themselves (all 0 with ``n_neighbors=1``, a ValueError here).
+        Which training scores standardise a sub-detector. None: the scores its fit recorded
+        for its training clips, ``train_scores_`` (a skasd inlier detector's: leave-one-out
+        for :class:`~skasd.KNNDetector`, as unseen normal clips are scored), else its
+        ``score_samples`` of its own training clips (one fit each). An int or splitter:
+        out-of-fold scores, each clip scored by a clone fitted without it (k + 1 fits each).
+        Use it where a sub-detector's in-sample scores are optimistic and it records none
+        (an autoencoder scores the clips it was trained on better than new ones).
     {contamination}
 
     Attributes
@@ -75,6 +80,14 @@ class ScoreFusion(BaseDetector, _BaseComposition):
         Threshold of ``decision_function``, from the fused training scores.
     train_score_quartiles_ : ndarray of shape (3,)
         Quartiles of the training clips' anomaly scores (the normal spread drift is measured against).
+    train_scores_ : ndarray of shape (n_training_clips,)
+        Fused ``score_samples`` of each normal training clip, from the scores that standardise
+        the sub-detectors.
+    domains_, sections_ : ndarray of object or None
+        The ``domain`` and ``section`` labels seen in ``fit``; None when fitted without them.
+    section_offsets_ : dict or None
+        Section label -> threshold from that section's fused training scores alone (same
+        ``contamination`` rule as ``offset_``); None when fitted without sections.
 
     See Also
     --------
@@ -166,7 +179,7 @@ class ScoreFusion(BaseDetector, _BaseComposition):
             raise ValueError("ScoreFusion needs at least one detector that is not 'drop' with a positive weight.")
         return [names[i] for i in kept], [ests[i] for i in kept], weights[kept]
 
-    def fit(self, X, y=None, **fit_params):
+    def fit(self, X, y=None, domain=None, section=None, **fit_params):
         """Fit every sub-detector on the normal clips and learn how to standardise its scores.
 
         Parameters
@@ -177,8 +190,14 @@ class ScoreFusion(BaseDetector, _BaseComposition):
             Optional labels, 1 (or ``"anomaly"``) = anomaly; clips labelled anomalous are left
             out of every sub-detector's training and of the standardisation. A non-binary
             ``y`` is ignored.
+        domain, section : array-like of shape (n_clips,), default=None
+            Domain and section (machine ID) of each clip, passed to every sub-detector whose
+            ``fit`` takes them (for a pipeline: its last step's), e.g. a skasd inlier detector:
+            one model per (section, domain). With ``section``, one threshold per section
+            (``section_offsets_``) and ``score_samples(X, section=...)`` as for those detectors.
+            With metadata routing enabled they are routed like ``fit_params`` instead.
         **fit_params : dict
-            Per-clip metadata for the sub-detectors' ``fit`` (e.g. ``domain``), only with
+            Other per-clip metadata for the sub-detectors' ``fit``, only with
             ``sklearn.set_config(enable_metadata_routing=True)``: each sub-detector receives
             what it requested (``KNNDetector().set_fit_request(domain=True)``), restricted to
             the normal clips and, with ``cv``, to each fold.
@@ -191,48 +210,142 @@ class ScoreFusion(BaseDetector, _BaseComposition):
         _raise_for_params(fit_params, self, "fit")
         names, ests, weights = self._check_detectors()
         (X,) = indexable(X)  # sparse -> CSR, array-likes -> arrays, so folds and masks can index
-        routed = process_routing(self, "fit", **fit_params) if _routing_enabled() else None
-        all_clips, keep = X, np.arange(_num_samples(X))
+        n = _num_samples(X)
+        labels = {key: _labels(value, key, n) for key, value in (("domain", domain), ("section", section))}
+        routed = None
+        if _routing_enabled():  # domain and section are metadata like any other: each sub-detector's request decides
+            routed = process_routing(self, "fit", **fit_params, **{k: v for k, v in labels.items() if v is not None})
+        all_clips, keep = X, np.arange(n)
         if y is not None:
             mask = normal_mask(y, len(keep), "ScoreFusion")
             if mask is not None:
                 keep = np.flatnonzero(mask)
                 X = _safe_indexing(X, keep)
+                labels = {key: None if v is None else v[keep] for key, v in labels.items()}
         fitted, train = [], []
         for name, est in zip(names, ests):
             # per-clip metadata restricted to the normal clips
             params = {} if routed is None else _check_method_params(all_clips, routed[name].fit, keep)
             if self.cv is None:
-                model = clone(est).fit(X, **params)
-                scores = -model.score_samples(X)
+                model = clone(est).fit(X, **params, **_label_params(est, "fit", labels, routed=routed))
+                scores = _recorded(model, _num_samples(X))
+                if scores is None:
+                    scores = -model.score_samples(X)
             else:
-                scores = self._out_of_fold(est, X, params)
-                model = clone(est).fit(X, **params)
-            scores = np.asarray(scores, dtype=np.float64)
-            if not np.all(np.isfinite(scores)):
-                raise ValueError(f"detector {name!r} gave non-finite anomaly scores on its training clips.")
-            if scores.std() <= 1e-12 * max(1.0, np.abs(scores).max()):
-                hint = " (in-sample k-NN scores are 0; pass cv=5 for out-of-fold scores)" if self.cv is None else ""
-                raise ValueError(
-                    f"detector {name!r} gives every training clip the same anomaly score "
-                    f"(standard deviation {scores.std():.3g}), so its scores cannot be standardised{hint}."
-                )
+                scores = self._out_of_fold(est, X, params, {} if routed is not None else labels)
+                model = clone(est).fit(X, **params, **_label_params(est, "fit", labels, routed=routed))
             fitted.append(model)
-            train.append(scores)
+            train.append(self._check_scores(name, scores))
         self.detectors_ = fitted
         self.named_detectors_ = Bunch(**dict(zip(names, fitted)))
+        self.weights_ = weights / weights.sum()
+        self.domains_, self.sections_ = (None if v is None else np.unique(v).astype(object) for v in labels.values())
+        self._train_section = labels["section"]
+        self._standardise_from(train)
+        return self
+
+    def _check_scores(self, name, scores):
+        scores = np.asarray(scores, dtype=np.float64)
+        if not np.all(np.isfinite(scores)):
+            raise ValueError(f"detector {name!r} gave non-finite anomaly scores on its training clips.")
+        if scores.std() <= 1e-12 * max(1.0, np.abs(scores).max()):
+            hint = " (in-sample k-NN scores are 0; pass cv=5 for out-of-fold scores)" if self.cv is None else ""
+            raise ValueError(
+                f"detector {name!r} gives every training clip the same anomaly score "
+                f"(standard deviation {scores.std():.3g}), so its scores cannot be standardised{hint}."
+            )
+        return scores
+
+    def _standardise_from(self, train):
+        """Standardisation, thresholds and ``train_scores_`` from each fitted sub-detector's
+        training anomaly scores ``train`` (aligned clip by clip)."""
         self.reference_scores_ = [np.sort(scores) for scores in train]
         self.loc_ = np.array([scores.mean() for scores in train])
         self.scale_ = np.array([scores.std() for scores in train])
-        self.weights_ = weights / weights.sum()
-        self._set_offset(-(self._standardised(train) @ self.weights_))
+        fused = -(self._standardised(train) @ self.weights_)
+        self.train_scores_ = fused
+        self._set_offset(fused)
+        section = self._train_section
+        self.section_offsets_ = None if section is None else {
+            label: self._offset(fused[section == label]) for label in self.sections_.tolist()}
+
+    def partial_fit(self, X, y=None, domain=None, section=None):
+        """Add normal clips to every sub-detector (their ``partial_fit``), then re-standardise.
+
+        Each sub-detector (for a pipeline: its last step, on the clips its earlier steps
+        transform, those steps unchanged) adds the clips as its ``partial_fit`` does, e.g. a
+        skasd inlier detector refits the (section, domain) group they join. The
+        standardisation and the thresholds are then recomputed from every training clip's
+        recorded score (``train_scores_``), as ``fit`` on all the clips gives where the
+        sub-detectors' own ``partial_fit`` equals their ``fit``. Before any ``fit``,
+        ``partial_fit`` is ``fit``; ``cv`` must be None (out-of-fold scores would need refits).
+
+        Parameters
+        ----------
+        X : array-like or list of paths
+            The new clips, in the form of ``fit``.
+        y : array-like of shape (n_clips,), default=None
+            Optional labels as in ``fit``; clips labelled anomalous are left out.
+        domain, section : str or array-like of shape (n_clips,), default=None
+            Labels of the new clips (one for all, or one per clip), as the sub-detectors'
+            ``partial_fit`` takes them.
+
+        Returns
+        -------
+        self : ScoreFusion
+        """
+        if not self.__sklearn_is_fitted__():
+            return self.fit(X, y, domain=domain, section=section)
+        self._validate_params()
+        (X,) = indexable(X)
+        n = _num_samples(X)
+        labels = {key: _labels(np.full(n, value, dtype=object) if value is not None and np.ndim(value) == 0
+                               else value, key, n) for key, value in (("domain", domain), ("section", section))}
+        if y is not None:
+            mask = normal_mask(y, n, "ScoreFusion")
+            if mask is not None:
+                keep = np.flatnonzero(mask)
+                X, n = _safe_indexing(X, keep), len(keep)
+                labels = {key: None if v is None else v[keep] for key, v in labels.items()}
+        if not n:
+            raise ValueError("ScoreFusion.partial_fit: no normal clips to add.")
+        if self.cv is not None:
+            raise ValueError("ScoreFusion.partial_fit needs cv=None (out-of-fold training scores need refits); "
+                             "fit on all the clips instead.")
+        names = list(self.named_detectors_)
+        for name, model in zip(names, self.detectors_):
+            final = model[-1] if isinstance(model, Pipeline) else model
+            if not hasattr(final, "partial_fit") or "train_scores_" not in vars(final):
+                raise ValueError(f"ScoreFusion.partial_fit: detector {name!r} ({type(final).__name__}) cannot add "
+                                 "clips (it needs partial_fit and train_scores_, as skasd's inlier detectors have); "
+                                 "fit on all the clips instead.")
+        if (labels["section"] is None) != (self.sections_ is None):
+            raise ValueError(f"ScoreFusion was fitted {'with' if self.sections_ is not None else 'without'} section "
+                             f"labels, so partial_fit needs {'section=...' if self.sections_ is not None else 'none'}.")
+        train = []
+        for model in self.detectors_:
+            final, Xt = (model[-1], model[:-1].transform(X)) if isinstance(model, Pipeline) else (model, X)
+            final.partial_fit(Xt, **_label_params(final, "partial_fit", labels, direct=True))
+            train.append(-np.asarray(final.train_scores_, dtype=np.float64))
+        sizes = {len(t) for t in train}
+        if len(sizes) != 1:
+            raise ValueError(f"ScoreFusion.partial_fit: the sub-detectors hold different numbers of training "
+                             f"clips ({sorted(sizes)}); fit on all the clips instead.")
+        if self.sections_ is not None:
+            self._train_section = np.concatenate([self._train_section, labels["section"]])
+            self.sections_ = np.unique(self._train_section).astype(object)
+        if self.domains_ is not None and labels["domain"] is not None:
+            self.domains_ = np.unique(np.concatenate([self.domains_, labels["domain"]])).astype(object)
+        self._standardise_from(train)
         return self
 
-    def _out_of_fold(self, est, X, params):
+    def _out_of_fold(self, est, X, params, labels):
         cv = check_cv(self.cv)
         scores = np.empty(_num_samples(X))
         for train, test in cv.split(np.zeros((len(scores), 1))):
-            model = clone(est).fit(_safe_indexing(X, train), **_check_method_params(X, params, train))
+            fold = {key: None if v is None else v[train] for key, v in labels.items()}
+            model = clone(est).fit(_safe_indexing(X, train), **_check_method_params(X, params, train),
+                                   **_label_params(est, "fit", fold))
             scores[test] = -model.score_samples(_safe_indexing(X, test))
         return scores
 
@@ -247,13 +360,15 @@ class ScoreFusion(BaseDetector, _BaseComposition):
         return np.column_stack([self._standardise(i, np.asarray(a, dtype=np.float64))
                                 for i, a in enumerate(anomaly_scores)])
 
-    def standardised_scores(self, X):
+    def standardised_scores(self, X, section=None):
         """Each sub-detector's standardised anomaly score of each clip.
 
         Parameters
         ----------
         X : array-like or list of paths
             Clips to score.
+        section : array-like of shape (n_clips,), default=None
+            Section of each clip, passed to the sub-detectors whose ``score_samples`` takes it.
 
         Returns
         -------
@@ -261,22 +376,37 @@ class ScoreFusion(BaseDetector, _BaseComposition):
             Column ``i`` is detector ``detectors_[i]``'s z-score or training-CDF value.
         """
         check_is_fitted(self)
-        return self._standardised([-d.score_samples(X) for d in self.detectors_])
+        (X,) = indexable(X)
+        if section is not None:
+            if vars(self).get("sections_") is None:
+                raise ValueError("ScoreFusion was fitted without sections; fit it with section=... to score by section.")
+            section = _labels(section, "section", _num_samples(X))
+            self._section_codes(section)  # unknown labels named here, once
+        return self._standardised([-_sub_score(d, X, section) for d in self.detectors_])
 
-    def score_samples(self, X):
+    def _score(self, X, section):
+        scores = -(self.standardised_scores(X, section) @ self.weights_)
+        if section is None:
+            return scores, self.offset_
+        return scores, self._section_offsets(self._section_codes(np.asarray(section, dtype=object)))
+
+    def score_samples(self, X, section=None):
         """Minus the fused anomaly score (higher = more normal).
 
         Parameters
         ----------
         X : array-like or list of paths
             Clips to score, in the form the sub-detectors take.
+        section : array-like of shape (n_clips,), default=None
+            Section of each clip, for a fusion fitted with ``section``: passed to the
+            sub-detectors that take it (each clip scored by its section's models).
 
         Returns
         -------
         scores : ndarray of shape (n_clips,)
             Minus the weighted mean of the standardised anomaly scores.
         """
-        return -(self.standardised_scores(X) @ self.weights_)
+        return self._score(X, section)[0]
 
     def frame_scores(self, X):
         """Fused anomaly score of each frame: the sub-detectors' frame scores, each
@@ -347,3 +477,48 @@ class ScoreFusion(BaseDetector, _BaseComposition):
 
     def __sklearn_is_fitted__(self):
         return hasattr(self, "detectors_")
+
+
+def _final(est):
+    """The estimator that takes the metadata: a pipeline's last step, else ``est``."""
+    return est[-1] if isinstance(est, Pipeline) else est
+
+
+def _takes(est, method, name):
+    return name in inspect.signature(getattr(_final(est), method)).parameters
+
+
+def _label_params(est, method, labels, direct=False, routed=None):
+    """``domain``/``section`` for ``est.<method>`` where its (last step's) method takes them,
+    as ``<step>__<name>`` for a pipeline's ``fit`` unless ``direct``; none where metadata is
+    routed (``routed``: the requests decide)."""
+    if routed is not None:
+        return {}
+    prefix = f"{est.steps[-1][0]}__" if isinstance(est, Pipeline) and not direct else ""
+    return {prefix + key: value for key, value in labels.items() if value is not None and _takes(est, method, key)}
+
+
+def _sub_score(est, X, section):
+    """``est.score_samples(X)``, with ``section`` where its (last step's) ``score_samples`` takes it."""
+    if section is None or not _takes(est, "score_samples", "section"):
+        return est.score_samples(X)
+    if isinstance(est, Pipeline):
+        return est[-1].score_samples(est[:-1].transform(X), section=section)
+    return est.score_samples(X, section=section)
+
+
+def _recorded(model, n):
+    """The training scores a fitted sub-detector recorded (``train_scores_``, anomaly sign), if it has ``n``."""
+    scores = vars(_final(model)).get("train_scores_")
+    return None if scores is None or len(scores) != n else -np.asarray(scores, dtype=np.float64)
+
+
+def _labels(labels, name, n):
+    """Per-clip ``domain``/``section`` labels as a 1-D object array (None stays None)."""
+    if labels is None:
+        return None
+    labels = np.asarray(labels, dtype=object)
+    if labels.ndim != 1 or len(labels) != n or pd.isna(labels).any():
+        raise ValueError(f"ScoreFusion: {name} must hold one label per clip ({n}), none missing; "
+                         f"got shape {labels.shape}.")
+    return labels

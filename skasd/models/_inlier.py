@@ -71,7 +71,11 @@ sections_ : ndarray of object or None
     The section labels seen in ``fit``; None when fitted without sections.
 section_offsets_ : dict or None
     Section label -> threshold from that section's training scores alone (same
-    ``contamination`` rule as ``offset_``); None when fitted without sections."""
+    ``contamination`` rule as ``offset_``); None when fitted without sections.
+train_scores_ : ndarray of shape (n_training_clips,)
+    ``score_samples`` of each normal training clip as the thresholds saw it (leave-one-out
+    for k-NN), in the order of ``fit``'s clips, then of each ``partial_fit``'s: what
+    :class:`~skasd.ScoreFusion` standardises the detector's scores with."""
 
 _DOMAIN_DOC = """\
 **Domains** (DCASE 2022+). ``fit(X, domain=d)`` with one label per clip (e.g.
@@ -190,7 +194,9 @@ class _InlierDetector(SectionScoringMixin, BaseDetector):
         X, domain, section = self._normal_clips(X, y, domain, section)
         Xr = _reduce_3d(X) if X.ndim == 3 else X
         models, groups, scales, profiles, rows, owns = [], [], [], [], [], []
+        self._train_group = np.empty(len(X), dtype=np.intp)  # the model of each training clip, in clip order
         for s, d, mask in self._label_groups(domain, section, len(X)):
+            self._train_group[mask] = len(models)
             model, own, scale = self._fit_group(Xr[mask], s, d)
             models.append(model)
             groups.append((s, d))
@@ -210,8 +216,15 @@ class _InlierDetector(SectionScoringMixin, BaseDetector):
         # what shapes the groups' models, for partial_fit to refuse a change (contamination and
         # n_jobs may change: the threshold is recomputed from every clip, n_jobs changes no result)
         self._group_params = {k: v for k, v in self.get_params().items() if k not in ("contamination", "n_jobs")}
-        self._set_thresholds(owns)
+        self._set_train_scores(self._set_thresholds(owns))
         return self
+
+    def _set_train_scores(self, train):
+        """``train_scores_`` in clip order from each model's clips' threshold scores (anomaly sign)."""
+        scores = np.empty(len(self._train_group))
+        for i, own in enumerate(train):
+            scores[self._train_group == i] = -own
+        self.train_scores_ = scores
 
     def partial_fit(self, X, y=None, domain=None, section=None):
         """Add normal clips to the fitted model as a domain (or section), without refitting the rest.
@@ -300,6 +313,8 @@ class _InlierDetector(SectionScoringMixin, BaseDetector):
             profiles = [self.band_profile_] * n
         profiles = None if profiles is None else list(profiles)
         owns, added = [None] * n, {}
+        clip_group = vars(self).get("_train_group")  # absent from models of earlier skasd versions
+        new_group = np.empty(len(X), dtype=np.intp)
         for s, d, mask in self._label_groups(domain, section, len(X)):
             new = _reduce_3d(X[mask]) if X.ndim == 3 else X[mask]
             profile = _profile(X[mask]) if profiles is not None else None
@@ -315,6 +330,7 @@ class _InlierDetector(SectionScoringMixin, BaseDetector):
                     items.append(None)
                 groups.append((s, d)), counts.append(0)
             added[(s, d)] = int(mask.sum())
+            new_group[mask] = i
             models[i], owns[i], scales[i] = self._fit_group(new, s, d)
             rows[i], counts[i] = new, len(new)
             if profiles is not None:
@@ -334,6 +350,11 @@ class _InlierDetector(SectionScoringMixin, BaseDetector):
         if hasattr(self.models_[0], "n_iter_"):
             self.n_iter_ = max(model.n_iter_ for model in self.models_)
         train = self._set_thresholds(pick(owns))
+        if clip_group is not None:  # the new clips after the earlier ones, each group's in clip order as its rows
+            rank = np.empty(len(order), dtype=np.intp)
+            rank[order] = np.arange(len(order))
+            self._train_group = rank[np.concatenate([clip_group, new_group])]
+            self._set_train_scores(train)
         # the new clips (the last of their group's rows) against the threshold before this call
         above = total = 0
         for i, (s, d) in enumerate(self.model_groups_):

@@ -28,9 +28,24 @@ _OUT_OF_FOLD = (
 )
 
 
+_LEAVE_ONE_OUT = (
+    "the k-NN's threshold and standardisation come from its leave-one-out training scores while "
+    "predict(X_train) finds each clip itself at distance 0, so fitting and predicting the same clips "
+    "flags fewer than `contamination` (by design, as KNNDetector)"
+)
+_NO_PARTIAL_FIT_WITH_CV = (
+    "partial_fit of a fusion with cv refuses (its out-of-fold standardisation would need the earlier "
+    "clips to refit), and this check calls partial_fit after fit"
+)
+
+
 def _expected_failures(estimator):
     if estimator.cv is not None:
-        return dict.fromkeys(["check_outliers_train", "check_outliers_fit_predict"], _OUT_OF_FOLD)
+        return {**dict.fromkeys(["check_outliers_train", "check_outliers_fit_predict"], _OUT_OF_FOLD),
+                **dict.fromkeys(["check_fit_score_takes_y", "check_n_features_in_after_fitting"],
+                                _NO_PARTIAL_FIT_WITH_CV)}
+    if any(isinstance(d, KNNDetector) for _, d in estimator.detectors):
+        return dict.fromkeys(["check_outliers_train", "check_outliers_fit_predict"], _LEAVE_ONE_OUT)
     return {}
 
 
@@ -40,6 +55,8 @@ def _expected_failures(estimator):
         ScoreFusion(
             [("knn", KNNDetector(2, metric="euclidean")), ("maha", MahalanobisDetector())], method="rank", cv=3
         ),
+        # cv=None: the k-NN's recorded leave-one-out training scores standardise it
+        ScoreFusion([("knn", KNNDetector(metric="euclidean")), ("maha", MahalanobisDetector())], method="rank"),
     ],
     expected_failed_checks=_expected_failures,
 )
@@ -96,8 +113,11 @@ def test_cv_standardises_on_out_of_fold_scores(data):
     assert_allclose(fusion.reference_scores_[0], np.sort(oof))
     assert fusion.loc_[0] == pytest.approx(oof.mean())
     assert_allclose(fusion.detectors_[0].anomaly_score(train), KNNDetector(3).fit(train).anomaly_score(train))
-    with pytest.raises(ValueError, match="'knn' gives every training clip the same anomaly score.*cv=5"):
-        ScoreFusion([("knn", KNNDetector())]).fit(train)
+    # without cv, the k-NN's recorded leave-one-out scores: not its in-sample zeros
+    loo = ScoreFusion([("knn", KNNDetector())]).fit(train)
+    assert_allclose(loo.reference_scores_[0], np.sort(-KNNDetector().fit(train).train_scores_))
+    with pytest.raises(ValueError, match="'iforest' gives every training clip the same anomaly score"):
+        ScoreFusion([("iforest", IsolationForest(n_estimators=1, max_samples=1, random_state=0))]).fit(train)
 
 
 def test_nested_params_drop_and_grid_search():
@@ -157,8 +177,11 @@ def test_domain_is_routed_to_the_sub_detectors():
     domain = np.repeat(["source", "target", "source"], [40, 12, 4])
     y = np.repeat([0, 0, 1], [40, 12, 4])
     test = rng.normal(size=(10, 3)) + 2.5
-    with pytest.raises(ValueError, match="enable_metadata_routing"):
-        ScoreFusion(_pair()).fit(X, domain=domain)
+    # without routing, domain goes to every sub-detector whose fit takes it
+    fusion = ScoreFusion([("knn", KNNDetector(3)), ("iforest", IsolationForest(n_estimators=20, random_state=0)),
+                          ("pipe", make_pipeline(StandardScaler(), MahalanobisDetector()))]).fit(X, y, domain=domain)
+    assert fusion.named_detectors_.knn.domains_.tolist() == ["source", "target"]
+    assert fusion.named_detectors_.pipe[-1].domains_.tolist() == ["source", "target"]
     with sklearn.config_context(enable_metadata_routing=True):
         for cv in (None, 3):
             fusion = ScoreFusion([
@@ -173,3 +196,64 @@ def test_domain_is_routed_to_the_sub_detectors():
             assert_allclose(knn.score_samples(test), expected.score_samples(test))
         with pytest.raises(ValueError, match=r"\[domain\] are passed but .*MahalanobisDetector.set_fit_request"):
             ScoreFusion([("maha", MahalanobisDetector())]).fit(X, domain=domain)
+
+
+def _sections_and_domains(seed=0):
+    rng = np.random.default_rng(seed)
+    X = np.concatenate([rng.normal(size=(30, 4)), rng.normal(size=(8, 4)) + 4,
+                        rng.normal(size=(30, 4)) * 3, rng.normal(size=(8, 4)) * 3 - 6])
+    section = np.repeat(["a", "a", "b", "b"], [30, 8, 30, 8]).astype(object)
+    domain = np.tile(np.repeat(["source", "target"], [30, 8]), 2).astype(object)
+    return X, domain, section, rng.normal(size=(12, 4)) * 2
+
+
+def test_sections_get_their_own_thresholds_and_models():
+    X, domain, section, test = _sections_and_domains()
+    pair = [("knn", KNNDetector(metric="euclidean", domain_norm="zscore")),
+            ("pipe", make_pipeline(StandardScaler(), MahalanobisDetector()))]
+    fusion = ScoreFusion(pair, method="rank").fit(X, domain=domain, section=section)
+    knn, pipe = fusion.named_detectors_.knn, fusion.named_detectors_.pipe
+    assert knn.sections_.tolist() == pipe[-1].sections_.tolist() == fusion.sections_.tolist() == ["a", "b"]
+    for label in ("a", "b"):  # each section's threshold from its own clips' fused training scores
+        assert fusion.section_offsets_[label] == fusion._offset(fusion.train_scores_[section == label])
+    sec = np.repeat(["a", "b"], 6).astype(object)
+    cols = [knn.anomaly_score(test, section=sec), -pipe[-1].score_samples(pipe[:-1].transform(test), section=sec)]
+    expected = -np.mean([np.searchsorted(ref, c, side="right") / len(ref)
+                         for ref, c in zip(fusion.reference_scores_, cols)], axis=0)
+    assert_allclose(fusion.score_samples(test, section=sec), expected)
+    offsets = np.where(sec == "a", fusion.section_offsets_["a"], fusion.section_offsets_["b"])
+    assert_array_equal(fusion.predict(test, section=sec), np.where(expected - offsets < 0, -1, 1))
+    with pytest.raises(ValueError, match=r"sections not seen in fit: \['c'\]"):
+        fusion.score_samples(test[:2], section=["a", "c"])
+    with pytest.raises(ValueError, match="fitted without sections"):
+        ScoreFusion(pair).fit(X, domain=domain).score_samples(test, section=sec)
+
+
+def test_partial_fit_equals_fit_on_all_clips():
+    X, domain, section, test = _sections_and_domains()
+    pair = [("knn", KNNDetector(metric="euclidean", domain_norm="zscore")), ("maha", MahalanobisDetector())]
+    first = np.ones(len(X), dtype=bool)
+    first[[31, 33, 35, 36, 37, 70, 71]] = False  # target clips of both sections arrive later
+    full = ScoreFusion(pair, method="rank").fit(np.concatenate([X[first], X[~first]]),
+                                                domain=np.concatenate([domain[first], domain[~first]]),
+                                                section=np.concatenate([section[first], section[~first]]))
+    grown = ScoreFusion(pair, method="rank").fit(X[first], domain=domain[first], section=section[first])
+    grown.partial_fit(X[~first], domain=domain[~first], section=section[~first])
+    assert_allclose(grown.train_scores_, full.train_scores_, atol=1e-10)
+    for a, b in zip(grown.reference_scores_, full.reference_scores_):
+        assert_allclose(a, b, atol=1e-10)
+    assert grown.offset_ == pytest.approx(full.offset_)
+    assert grown.section_offsets_ == pytest.approx(full.section_offsets_)
+    sec = np.repeat(["a", "b"], 6)
+    assert_allclose(grown.score_samples(test, section=sec), full.score_samples(test, section=sec), atol=1e-10)
+
+
+def test_partial_fit_refusals():
+    X, domain, section, _ = _sections_and_domains()
+    with_iforest = ScoreFusion([("knn", KNNDetector()), ("iforest", IsolationForest(n_estimators=5, random_state=0))])
+    with pytest.raises(ValueError, match="'iforest' \\(IsolationForest\\) cannot add clips"):
+        with_iforest.fit(X).partial_fit(X[:3])
+    with pytest.raises(ValueError, match="needs cv=None"):
+        ScoreFusion([("knn", KNNDetector(2))], cv=3).fit(X).partial_fit(X[:3])
+    with pytest.raises(ValueError, match="fitted with section labels, so partial_fit needs section"):
+        ScoreFusion([("knn", KNNDetector())]).fit(X, section=section).partial_fit(X[:3])
