@@ -9,9 +9,16 @@ import pytest
 def pytest_configure(config):
     # One torch thread: with torch's default OpenMP threads on a 2-core machine that anything
     # else also uses, every small op waits at a barrier (CNNAE epochs ran 30x slower here).
+    import tempfile
+
     import torch
 
     torch.set_num_threads(1)
+    # Tests never download: the default recipe's weights are not fetched (it falls back), and an
+    # empty skasd cache of the session's own keeps a developer's cached weights from changing what
+    # the default trains. Tests that need the aisfx weights pass the shared checkpoint.
+    os.environ["SKASD_OFFLINE"] = "1"
+    os.environ["SKASD_CACHE"] = tempfile.mkdtemp(prefix="skasd-test-cache-")
 
 
 _DEFAULT = Path(__file__).resolve().parents[1].parent / "shared" / "data"

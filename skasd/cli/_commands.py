@@ -6,6 +6,7 @@ only turns arguments into calls, logs progress and writes the files the user ask
 
 import ast
 import json
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -21,6 +22,8 @@ from ..report import write_report
 from ..utils._atomic import write_text_atomic
 from ..workflow import (
     DEFAULT_MODEL,
+    DEFAULT_WEIGHTS,
+    FALLBACK_MODEL,
     FeaturesOnDemand,
     Monitor,
     adapt_model,
@@ -31,6 +34,7 @@ from ..workflow import (
     default_model,
     describe_models,
     describe_weights,
+    ensure_weights,
     explain_files,
     fetch_weights,
     fit_pipeline,
@@ -111,10 +115,19 @@ def cmd_train(args):
     if normals.empty:
         raise CLIError(f"no normal training clips under {args.data}")
     model = args.model or default_model(normals)
+    fallback = None
+    if not args.model and model in DEFAULT_WEIGHTS:
+        _, why = ensure_weights(DEFAULT_WEIGHTS[model], announce=lambda msg: _log(args, f"{model} needs: {msg}"))
+        if why is not None:  # one line, always shown: the model differs from what the docs promise
+            fallback = f"{why}: training {FALLBACK_MODEL} instead of {model}; get them with `skasd weights fetch " \
+                       f"{DEFAULT_WEIGHTS[model]}` (or `--from FILE` offline)"
+            print(f"skasd: {fallback}", file=sys.stderr, flush=True)
+            model = FALLBACK_MODEL
     pipe = build_pipeline(model, _parse_sets(args.set), verbose=not args.quiet)
     mtype = normals["machine_type"].iloc[0]
     fmt = model_format(args.out, args.format)
     chosen = "" if args.model else (" (the default for clips with domains)" if model == DEFAULT_MODEL
+                                    else " (the fallback of the default)" if fallback
                                     else " (the default for clips without domains)")
     _log(args, f"training {model}{chosen} on {len(normals)} normal {mtype} clips from {args.data}")
     t0 = time.perf_counter()
@@ -122,6 +135,7 @@ def cmd_train(args):
     sections = sorted(normals["section_or_id"].astype(str).unique())
     metadata = {"training_files": list(normals["path"]), "training_clip_hashes": clip_hashes(normals["path"]),
                 "machine_type": mtype, "model": model, "sections": sections, "fit_metadata": used,
+                **({"default_fallback": fallback} if fallback else {}),
                 "clip_seconds": clip_durations(normals["path"])}
     save_trained(pipe, args.out, fmt, metadata=metadata)
     _log(args, f"trained in {time.perf_counter() - t0:.1f} s ({', '.join(used) or 'no'} metadata used); "

@@ -22,7 +22,7 @@ from functools import lru_cache
 import librosa
 import numpy as np
 
-__all__ = ["AISFX", "aisfx_blocks", "aisfx_logmel", "aisfx_net"]
+__all__ = ["AISFX", "aisfx_blocks", "aisfx_logmel", "aisfx_net", "inference_net"]
 
 
 class AISFX:
@@ -122,6 +122,24 @@ def _net_class():
             return x.mean(dim=3).amax(dim=2)
 
     return AisfxNet
+
+
+def inference_net(net):
+    """A frozen copy of the aisfx network for embedding: each batch norm folded into its
+    convolution and the weights in channels-last memory, which oneDNN runs 1.35x faster on a
+    CPU core (benchmarks/README.md); outputs agree with ``net``'s to float32 rounding (1e-6)."""
+    import copy
+
+    import torch
+    from torch.ao.quantization import fuse_modules
+
+    net = copy.deepcopy(net).eval()
+    pairs = [[f"conv_block{k}.conv{i}", f"conv_block{k}.bn{i}"] for k in range(1, len(AISFX.channels) + 1)
+             for i in (1, 2)]
+    fuse_modules(net, pairs, inplace=True)
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net.to(memory_format=torch.channels_last)
 
 
 def aisfx_net(state=None):

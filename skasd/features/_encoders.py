@@ -19,7 +19,7 @@ import warnings
 
 import numpy as np
 
-from ._aisfx import AISFX, aisfx_blocks, aisfx_logmel, aisfx_net
+from ._aisfx import AISFX, aisfx_blocks, aisfx_logmel, aisfx_net, inference_net
 from ._weights import FETCH_HINT, read_aisfx_weights, state_digest, weights_file
 
 __all__ = ["load_encoder", "module_encoder"]
@@ -99,7 +99,8 @@ class _Aisfx:
 
         state, self.digest = read_aisfx_weights(path)
         self.path = path
-        self.net = aisfx_net({k: torch.from_numpy(np.array(v)) for k, v in state.items()})
+        self.module = aisfx_net({k: torch.from_numpy(np.array(v)) for k, v in state.items()})  # the published layers
+        self.net = inference_net(self.module)
         self._device = None
 
     def check_layer(self, layer):

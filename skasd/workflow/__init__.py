@@ -26,11 +26,14 @@ from ._explain import clip_sections, explain_files, format_explanation, write_fr
 from ._experiment import REPORT_ROWS, report_models, reproduce_report, run_demo, write_dcase_layout, write_plots
 from ._pipeline import (
     DEFAULT_MODEL,
+    DEFAULT_WEIGHTS,
+    FALLBACK_MODEL,
     MODELS,
     SINGLE_DOMAIN_MODEL,
     build_pipeline,
     default_model,
     describe_models,
+    feature_step,
     fit_pipeline,
     load_model,
     save_model,
@@ -48,11 +51,13 @@ from ._scoring import (
     warn_in_sample,
 )
 from ._watch import Monitor
-from ._weights import describe_weights, fetch_weights, list_weights
+from ._weights import describe_weights, ensure_weights, fetch_weights, list_weights
 
 __all__ = [
     "CHUNK_SIZE",
     "DEFAULT_MODEL",
+    "DEFAULT_WEIGHTS",
+    "FALLBACK_MODEL",
     "MODELS",
     "REPORT_ROWS",
     "SINGLE_DOMAIN_MODEL",
@@ -67,6 +72,8 @@ __all__ = [
     "clip_sections",
     "default_model",
     "describe_models",
+    "ensure_weights",
+    "feature_step",
     "describe_weights",
     "explain_files",
     "fetch_weights",

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import soundfile as sf
+from sklearn.pipeline import Pipeline
 
 from ..exceptions import AudioError, ModelFileError, UsageError
 from ..features._base import ClipTransformer
@@ -110,19 +111,22 @@ def adapt_model(model, data, out, *, domain=None, section=None, machine_type=Non
                 f"the model has one model per {key} ({listing(fitted.tolist())}) and the {key} of the clips under "
                 f"{data} cannot be told from their names: give --{key}"
             )
-    learnt = [name for name, step in pipe.steps[:-1] if not isinstance(step, ClipTransformer)]
+    steps = [(name, step) for name, step in pipe.steps[:-1] if not (step is None or isinstance(step, str))]
+    for name, sub in getattr(detector, "named_detectors_", {}).items():  # a fusion's sub-pipelines
+        if isinstance(sub, Pipeline):
+            steps += [(f"{name} {step_name}", step) for step_name, step in sub.steps[:-1]]
+    learnt = [name for name, step in steps if not isinstance(step, ClipTransformer)]
     if learnt:  # a scaler's centre, an embedding's network: fitted on the first training clips only
         warnings.warn(
             f"the model's {listing(learnt)} step(s) keep what they learnt from its first training clips: the adapted "
             "model is not the one 'skasd train' would give on all the clips (retrain for that)", UserWarning,
             stacklevel=2,
         )
-    try:
-        Xt = pipe[:-1].transform(paths)
+    threshold_before = -float(detector.offset_)
+    try:  # a fusion of pipelines decodes the clips in its partial_fit
+        detector.partial_fit(pipe[:-1].transform(paths), **labels)
     except AudioError as exc:
         raise UsageError(f"cannot decode the clips under {data}: {str(exc).strip().splitlines()[0]}") from exc
-    threshold_before = -float(detector.offset_)
-    detector.partial_fit(Xt, **labels)
     hashes = clip_hashes(paths)
     metadata = _metadata(model, {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.pipeline import Pipeline
 from tqdm.auto import tqdm
 
 from ..datasets._dcase import _parse
@@ -11,7 +12,7 @@ from ..exceptions import UsageError
 from ..inspection import explain, frame_scores
 from ..utils._atomic import write_text_atomic
 from ..utils._validation import listing
-from ._scoring import CHUNK_SIZE, section_labels
+from ._scoring import CHUNK_SIZE, _score_and_decide, section_labels
 
 __all__ = ["clip_sections", "explain_files", "format_explanation", "write_frame_scores"]
 
@@ -39,8 +40,25 @@ def clip_sections(pipe, paths, section=None):
     return section_labels(pipe, pd.DataFrame({"section_or_id": labels}))
 
 
+def _explained(pipe):
+    """The pipeline whose frames explanations and frame scores show: the model itself, or for a
+    fusion of pipelines (the ``knn-fusion`` recipe) its first sub-pipeline, the spectrum k-NN:
+    the part of the fusion that can point at a time and a frequency band."""
+    if hasattr(pipe[0], "get_params"):
+        return pipe
+    subs = [sub for sub in getattr(pipe[-1], "detectors_", ()) if isinstance(sub, Pipeline)]
+    if not subs:
+        raise UsageError("this model has no feature step to explain its scores with")
+    return subs[0]
+
+
 def explain_files(pipe, paths, section=None, n_segments=3, chunk_size=CHUNK_SIZE, progress=False):
-    """:func:`skasd.inspection.explain` of audio files through a fitted pipeline, in chunks."""
+    """:func:`skasd.inspection.explain` of audio files through a fitted pipeline, in chunks.
+
+    For a fusion of pipelines the segments and bands are its spectrum k-NN's
+    (:func:`_explained`), and each clip's ``anomaly_score``, ``threshold`` and ``anomalous``
+    the fusion's own.
+    """
     paths = [str(p) for p in paths]
     missing = [p for p in paths if not Path(p).is_file()]
     if missing:
@@ -51,7 +69,16 @@ def explain_files(pipe, paths, section=None, n_segments=3, chunk_size=CHUNK_SIZE
         for start in range(0, len(paths), chunk_size):
             chunk = paths[start : start + chunk_size]
             sec = None if sections is None else sections[start : start + chunk_size]
-            parts.append(explain(pipe, chunk, section=sec, n_segments=n_segments))
+            part = explain(_explained(pipe), chunk, section=sec, n_segments=n_segments)
+            if _explained(pipe) is not pipe:  # the verdict is the fusion's
+                score, decision = _score_and_decide(pipe[-1], chunk, sec)
+                offsets = (np.full(len(chunk), pipe[-1].offset_) if sec is None
+                           else np.array([pipe[-1].section_offsets_[s] for s in sec]))
+                by_clip = {p: i for i, p in enumerate(chunk)}
+                rows = part["clip"].map(by_clip).to_numpy()
+                part["anomaly_score"], part["threshold"] = score[rows], -offsets[rows]
+                part["anomalous"] = decision[rows] == -1
+            parts.append(part)
             bar.update(len(chunk))
     return pd.concat(parts, ignore_index=True)
 
@@ -76,7 +103,8 @@ def write_frame_scores(pipe, clips, out_dir, chunk_size=CHUNK_SIZE, progress=Fal
     submission files: ``frame_scores_<machine type>_<section>.csv`` with columns ``file``
     (name, as in the submission files), ``frame``, ``time_s`` (frame centre) and
     ``frame_score`` (higher = more anomalous; empty where no window covers a frame). Each
-    file is written atomically; returns their paths."""
+    file is written atomically; returns their paths. A fusion's frame scores are those of its
+    spectrum k-NN (:func:`_explained`)."""
     sections = section_labels(pipe, clips)
     out_dir, written = Path(out_dir), []
     clips = clips.reset_index(drop=True)
@@ -88,7 +116,7 @@ def write_frame_scores(pipe, clips, out_dir, chunk_size=CHUNK_SIZE, progress=Fal
                 rows = idx[start : start + chunk_size]
                 paths = list(clips["path"].iloc[rows])
                 sec = None if sections is None else sections[rows]
-                fs = frame_scores(pipe, paths, section=sec)
+                fs = frame_scores(_explained(pipe), paths, section=sec)
                 n_frames = fs.scores.shape[1]
                 parts.append(pd.DataFrame({
                     "file": np.repeat([Path(p).name for p in paths], n_frames),

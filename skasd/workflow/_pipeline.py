@@ -17,8 +17,8 @@ from ..features._spectrum import SpectrumTransformer
 from ..io._formats import load_model_file, save_model_file
 
 __all__ = [
-    "DEFAULT_MODEL", "SINGLE_DOMAIN_MODEL", "MODELS", "build_pipeline", "default_model", "describe_models",
-    "fit_pipeline", "load_model", "save_model",
+    "DEFAULT_MODEL", "FALLBACK_MODEL", "SINGLE_DOMAIN_MODEL", "MODELS", "build_pipeline", "default_model",
+    "describe_models", "feature_step", "fit_pipeline", "load_model", "save_model",
 ]
 
 
@@ -54,6 +54,19 @@ def _pretrained(name, **params):
     return steps
 
 
+def _fused(verbose):
+    """The spectrum k-NN (the ``knn-spectrum`` recipe) and the aisfx-embedding k-NN (centred,
+    cosine, the nearest clip of either domain), fused by the ranks of their scores among the
+    training clips' leave-one-out scores: each sub-pipeline decodes the clips itself."""
+    spectrum = Pipeline([("features", SpectrumTransformer(verbose=verbose)),
+                         ("model", models.KNNDetector(metric="euclidean", domain_norm="zscore"))])
+    aisfx = Pipeline([("features", PretrainedEmbedding(model="aisfx", verbose=verbose)),
+                      ("centre", StandardScaler(with_std=False)),
+                      ("model", models.KNNDetector(metric="cosine"))])
+    return [("features", "passthrough"),
+            ("model", models.ScoreFusion([("spectrum", spectrum), ("aisfx", aisfx)], method="rank"))]
+
+
 def _autoencoder(name):
     return lambda verbose: [("features", LogMelTransformer(verbose=verbose)),
                             ("model", getattr(models, name)(verbose=int(verbose)))]
@@ -71,6 +84,9 @@ def _embedding(name):
 # Command-line name -> model. Inlier models fit one model per (section, domain) and one
 # threshold per section; the embedding learns to tell section x attribute x domain apart.
 MODELS = {
+    "knn-fusion": _Spec("the knn-spectrum k-NN and a k-NN (cosine) on the pretrained aisfx embedding, fused by the "
+                        "ranks of their scores among the training clips'; weights: skasd weights fetch aisfx",
+                        "spectrum__features__n_fft, aisfx__features__weights, weights", _fused),
     "knn-spectrum": _Spec("k-NN (Euclidean) on each clip's level-normalised log power spectrum (4 Hz bins), "
                           "per section and domain, domain-normalised: the recipe for DCASE data",
                           "n_neighbors, features__n_fft, features__level", _inlier("KNNDetector", "spectrum",
@@ -104,8 +120,12 @@ MODELS = {
 # What `skasd train` fits without --model: the recipe for folders whose clips carry a domain
 # (DCASE 2021-2024), the fallback for single-domain folders (MIMII, DCASE 2020), where a clip's
 # level and log-mel statistics still tell anomalies apart (benchmarks/README.md).
-DEFAULT_MODEL = "knn-spectrum"
+# The default needs the aisfx weights (the user's skasd cache, fetched on first use); without them
+# `skasd train` fits FALLBACK_MODEL and says why.
+DEFAULT_MODEL = "knn-fusion"
+FALLBACK_MODEL = "knn-spectrum"
 SINGLE_DOMAIN_MODEL = "mahalanobis"
+DEFAULT_WEIGHTS = {"knn-fusion": "aisfx"}
 
 
 def default_model(clips):
@@ -118,6 +138,7 @@ def describe_models():
     """One line per command-line model: name, summary and main parameters (``skasd models``)."""
     width = max(map(len, MODELS))
     notes = {DEFAULT_MODEL: " (default for folders with source/target domains: DCASE 2021-2024)",
+             FALLBACK_MODEL: " (the default where the aisfx weights cannot be had)",
              SINGLE_DOMAIN_MODEL: " (default for folders without domains: MIMII, DCASE 2020)"}
     return "\n".join(f"{name:{width}}  {spec.summary}{notes.get(name, '')}; set: {spec.main}"
                      for name, spec in MODELS.items())
@@ -148,6 +169,8 @@ def build_pipeline(model=DEFAULT_MODEL, params=None, verbose=True):
 
 def _requests(estimator):
     """Metadata names ``estimator.fit`` takes, of those a DCASE folder gives."""
+    if estimator is None or isinstance(estimator, str):  # "passthrough"
+        return []
     params = inspect.signature(estimator.fit).parameters
     return [name for name in ("domain", "section", "machine_id") if name in params]
 
@@ -184,6 +207,8 @@ def fit_pipeline(pipe, clips):
     # routing would, but without storing routing requests that model files cannot hold
     used, Xt = set(), list(clips["path"])
     for i, (_, step) in enumerate(pipe.steps):
+        if step is None or isinstance(step, str):  # "passthrough": a fusion whose sub-pipelines decode the clips
+            continue
         kwargs = {name: meta[name] for name in _requests(step) if name in meta}
         used.update(kwargs)
         if i == len(pipe.steps) - 1:
@@ -220,16 +245,35 @@ def load_model(path, verbose=True):
         raise UsageError(f"cannot read model file {path}: {type(exc).__name__}: {exc}") from exc
     if not (isinstance(pipe, Pipeline) and hasattr(pipe[-1], "anomaly_score")):
         raise UsageError(f"{path} is not a skasd model (expected a Pipeline ending in a skasd detector)")
-    if "features" in pipe.named_steps:
-        pipe.set_params(features__verbose=verbose)
+    for step in _feature_steps(pipe):
+        if "verbose" in step.get_params(deep=False):
+            step.set_params(verbose=verbose)
     _check_model(pipe, path)
     return pipe
 
 
+def _feature_steps(pipe):
+    """The first step of the pipeline, or of each of its fusion's sub-pipelines where the
+    pipeline passes the clips through to a :class:`~skasd.ScoreFusion`."""
+    if hasattr(pipe[0], "get_params"):
+        return [pipe[0]]
+    fusion = pipe[-1]
+    return [sub[0] for sub in getattr(fusion, "detectors_", [d for _, d in getattr(fusion, "detectors", [])])
+            if isinstance(sub, Pipeline) and hasattr(sub[0], "get_params")]
+
+
+def feature_step(pipe):
+    """The step that turns clips into the features plots and explanations show: the pipeline's
+    first step, or the first sub-pipeline's (the spectrum) for a fusion of pipelines."""
+    steps = _feature_steps(pipe)
+    return steps[0] if steps else None
+
+
 def audio_step(pipe):
-    """The pipeline's first step when it decodes audio at a sample rate ``sr``, else None."""
-    sr = pipe[0].get_params().get("sr") if hasattr(pipe[0], "get_params") else None
-    return pipe[0] if isinstance(sr, Integral) and not isinstance(sr, bool) else None
+    """The step that decodes the clips at a sample rate ``sr`` (:func:`feature_step`), else None."""
+    step = feature_step(pipe)
+    sr = step.get_params().get("sr") if step is not None else None
+    return step if isinstance(sr, Integral) and not isinstance(sr, bool) else None
 
 
 def _check_model(pipe, path):

@@ -14,7 +14,7 @@ from ..features._audio import load_audio
 from ..io import model_info
 from ..utils._validation import listing
 from ._log import log_clips
-from ._pipeline import audio_step
+from ._pipeline import audio_step, feature_step
 
 __all__ = ["CHUNK_SIZE", "FeaturesOnDemand", "load_clips", "score_clips", "score_stream", "section_labels",
            "anomaly_thresholds", "clip_hashes", "warn_in_sample"]
@@ -102,8 +102,13 @@ def score_stream(pipe, paths, on_error="stop", chunk_size=CHUNK_SIZE, progress=F
             n_files = len(chunk)
             if feat is not None:
                 _check_sample_rates(chunk, feat)
+            def score(chunk):
+                # a fusion of pipelines decodes the clips in its detector: its decode errors come from there
+                section = None if section_of is None else [section_of[p] for p in chunk]
+                return _score_and_decide(detector, features.transform(chunk), section)
+
             try:
-                X = features.transform(chunk)
+                done = score(chunk)
             except (AudioError, OSError):
                 bad = _undecodable(chunk, feat.sr if feat is not None else 16000)
                 if not bad:
@@ -115,12 +120,10 @@ def score_stream(pipe, paths, on_error="stop", chunk_size=CHUNK_SIZE, progress=F
                     ) from None
                 failed.update(bad)
                 chunk = [p for p in chunk if p not in bad]
-                X = features.transform(chunk) if chunk else None
-            if chunk:
-                section = None if section_of is None else [section_of[p] for p in chunk]
-                score, decision = _score_and_decide(detector, X, section)
-                scores.append(score)
-                decisions.append(decision)
+                done = score(chunk) if chunk else None
+            if done is not None:
+                scores.append(done[0])
+                decisions.append(done[1])
             bar.update(n_files)
     if not scores:
         return np.empty(0), np.empty(0, dtype=int), failed
@@ -206,7 +209,7 @@ class FeaturesOnDemand:
     computed when asked (for plots of a few clips)."""
 
     def __init__(self, pipe, paths):
-        self.transform, self.paths = pipe[0].transform, list(paths)
+        self.transform, self.paths = feature_step(pipe).transform, list(paths)
 
     def __len__(self):
         return len(self.paths)

@@ -6,7 +6,10 @@ from ..exceptions import UsageError
 from ..features._weights import WEIGHTS, cache_dir, read_aisfx_weights, weights_file
 from ..features._weights import fetch_weights as _fetch
 
-__all__ = ["fetch_weights", "list_weights"]
+__all__ = ["ensure_weights", "fetch_weights", "list_weights"]
+
+# Set (to anything but "" or "0") to keep skasd from downloading weights by itself (tests, air-gapped sites).
+OFFLINE_ENV = "SKASD_OFFLINE"
 
 
 def fetch_weights(name, *, source=None, force=False):
@@ -25,6 +28,28 @@ def fetch_weights(name, *, source=None, force=False):
         return _fetch(name, source=source, force=force)
     except (ValueError, OSError) as e:
         raise UsageError(str(e)) from e
+
+
+def ensure_weights(name, announce=None):
+    """``(path, None)`` when the cache holds the weights ``name`` or they could be fetched into it
+    now (pip, as ``skasd weights fetch``), else ``(None, why)``: offline (``$SKASD_OFFLINE``)
+    or the fetch failed. ``announce(message)`` is called before a download. What ``skasd train``
+    asks before fitting a default recipe that needs them."""
+    path = weights_file(name)
+    if os.path.isfile(path):
+        try:
+            read_aisfx_weights(path)
+            return path, None
+        except ValueError:
+            pass  # a damaged file: fetched again below, when allowed
+    if os.environ.get(OFFLINE_ENV, "") not in ("", "0"):
+        return None, f"the {name} weights are not in the skasd cache ({path}) and {OFFLINE_ENV} is set"
+    if announce is not None:
+        announce(f"fetching the {name} weights ({WEIGHTS[name]['licence']}) into the skasd cache, once")
+    try:
+        return _fetch(name), None
+    except (ValueError, OSError) as e:
+        return None, f"the {name} weights are not in the skasd cache and fetching them failed ({e})"
 
 
 def list_weights():

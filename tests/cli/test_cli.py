@@ -361,7 +361,9 @@ def test_models_lists_every_family_one_line_each(capsys):
             "vae", "cnnae"} <= set(MODELS)
     assert "(default for folders with source/target domains" in lines[list(MODELS).index(DEFAULT_MODEL)]
     assert "(default for folders without domains" in lines[list(MODELS).index(SINGLE_DOMAIN_MODEL)]
+    assert "(the default where the aisfx weights cannot be had" in lines[list(MODELS).index("knn-spectrum")]
     assert sum("(default" in ln for ln in lines) == 2 and all("set: " in ln for ln in lines)
+    assert DEFAULT_MODEL == "knn-fusion"
 
 
 def test_train_without_model_picks_the_recipe_by_the_clips_domains(dev_folder, tmp_path, capsys):
@@ -376,7 +378,7 @@ def test_train_without_model_picks_the_recipe_by_the_clips_domains(dev_folder, t
     assert model_info(path)["metadata"]["model"] == "mahalanobis"
     clips = load_dcase(dev_folder, split="train")
     assert default_model(clips) == "mahalanobis"
-    assert default_model(clips.assign(domain="source")) == "knn-spectrum"
+    assert default_model(clips.assign(domain="source")) == "knn-fusion"
     assert default_model(clips.assign(domain=["source"] * (len(clips) - 1) + [None])) == "mahalanobis"
 
 
@@ -527,10 +529,16 @@ def test_explain_and_frame_scores_of_the_spectrum_recipe(dev_folder, tmp_path, c
     match its bins is refused as the log-mel ones are."""
     folder = _with_domains(dev_folder, tmp_path / "dcase2023")
     path = tmp_path / "spectrum.skasd"
+    # no aisfx weights in the (test) cache and SKASD_OFFLINE set: the default falls back, in one line
     assert main(["train", "--data", str(folder), "--out", str(path)]) == 0
-    assert "training knn-spectrum (the default for clips with domains)" in capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert "training knn-spectrum (the fallback of the default)" in out
+    said = [ln for ln in err.splitlines() if ln.startswith("skasd:")]  # the rest are progress bars
+    assert len(said) == 1 and "SKASD_OFFLINE is set: training knn-spectrum instead of knn-fusion; get them " \
+        "with `skasd weights fetch aisfx`" in said[0], err
     info = model_info(path)["metadata"]
     assert info["model"] == "knn-spectrum" and info["fit_metadata"] == ["domain", "section"]
+    assert "SKASD_OFFLINE" in info["default_fallback"]
     assert main(["evaluate", "--model", str(path), "--data", str(folder), "--out", str(tmp_path / "e"),
                  "--quiet"]) == 0
     assert (tmp_path / "e" / "result.csv").read_text().splitlines()[1].startswith("section,AUC (source),AUC (target)")
@@ -598,3 +606,54 @@ def test_knn_aisfx_trains_with_the_shared_weights_and_names_the_fetch_without_th
     pipe = load_model(path)
     assert [name for name, _ in pipe.steps] == ["features", "centre", "model"]
     assert pipe[-1].sections_.tolist() == ["id_00", "id_02"]
+
+
+def test_knn_fusion_trains_scores_explains_and_adapts(dev_folder, aisfx_weights, tmp_path, monkeypatch, capsys):
+    """The default recipe for folders with domains: both k-NNs fitted per section and domain, the
+    fusion's thresholds per section, a model file that round-trips, explanations from its spectrum
+    k-NN with the fusion's verdicts, and adapt (its sub-detectors' partial_fit)."""
+    from skasd.datasets import load_dcase
+    from skasd.workflow import fetch_weights
+
+    folder = _with_domains(dev_folder, tmp_path / "dcase2023")
+    monkeypatch.setenv("SKASD_CACHE", str(tmp_path / "cache"))  # this test's own: the others keep the fallback
+    fetch_weights("aisfx", source=aisfx_weights)  # what the default looks for
+    path = tmp_path / "fusion.skasd"
+    assert main(["train", "--data", str(folder), "--out", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert "training knn-fusion (the default for clips with domains)" in out and "instead of" not in err
+    info = model_info(path)["metadata"]
+    assert info["model"] == "knn-fusion" and info["fit_metadata"] == ["domain", "section"]
+    pipe = load_model(path, verbose=False)
+    fusion = pipe[-1]
+    assert fusion.sections_.tolist() == ["section_00", "section_02"]
+    assert set(fusion.section_offsets_) == {"section_00", "section_02"}
+    spectrum, aisfx = fusion.named_detectors_.spectrum[-1], fusion.named_detectors_.aisfx[-1]
+    assert spectrum.model_groups_ == aisfx.model_groups_ == [
+        ("section_00", "source"), ("section_00", "target"), ("section_02", "source"), ("section_02", "target")]
+    assert spectrum.domain_norm == "zscore" and aisfx.domain_norm is None and aisfx.metric == "cosine"
+    # the fusion's score: the mean of both k-NNs' training-score ranks (their leave-one-out scores)
+    test = load_dcase(folder, split="test")
+    paths, sec = list(test["path"]), test["section_or_id"].astype(str).to_numpy(object)
+    ranks = [np.searchsorted(np.sort(-sub[-1].train_scores_), -sub[-1].score_samples(sub[:-1].transform(paths),
+                                                                                       section=sec), side="right")
+             / len(sub[-1].train_scores_) for sub in fusion.detectors_]
+    np.testing.assert_allclose(fusion.score_samples(paths, section=sec), -np.mean(ranks, axis=0))
+    assert main(["evaluate", "--model", str(path), "--data", str(folder), "--out", str(tmp_path / "e"),
+                 "--quiet"]) == 0
+    assert (tmp_path / "e" / "result.csv").read_text().splitlines()[1].startswith("section,AUC (source),AUC (target)")
+    clip = paths[0]
+    assert main(["explain", "--model", str(path), clip, "--quiet"]) == 0
+    explained = capsys.readouterr().out
+    score = -fusion.score_samples([clip], section=sec[:1])[0]
+    assert f"anomaly score {score:.4g} (threshold {-fusion.section_offsets_[sec[0]]:.4g})" in explained, explained
+    # adapt: the section's target-domain test normals as a new batch of normal target clips
+    new = tmp_path / "new"
+    new.mkdir()
+    for f in sorted((folder / "test").glob("section_00_target_test_normal_*")):
+        shutil.copy(f, new / f.name.replace("_test_", "_train_"))
+    assert main(["adapt", "--model", str(path), "--data", str(new), "--out", str(tmp_path / "a.skasd"),
+                 "--quiet"]) == 0
+    assert "the model's aisfx centre step(s) keep what they learnt" in capsys.readouterr().err
+    adapted = load_model(tmp_path / "a.skasd", verbose=False)[-1]
+    assert len(adapted.train_scores_) == len(fusion.train_scores_) + len(list(new.iterdir()))

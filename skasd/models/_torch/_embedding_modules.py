@@ -91,7 +91,7 @@ class _AisfxEncoder(torch.nn.Module):
         super().__init__()
         self.backbone = aisfx_net()
         if pretrained:
-            self.backbone.load_state_dict(load_encoder("aisfx", weights).net.state_dict())
+            self.backbone.load_state_dict(load_encoder("aisfx", weights).module.state_dict())
         self.n_frozen = len(AISFX.channels) - trainable_blocks
         for block in self.frozen_blocks():
             block.requires_grad_(False)
