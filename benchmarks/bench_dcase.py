@@ -12,7 +12,7 @@ anomalies), pAUC (all clips, max FPR 0.1) and the official score (their harmonic
 the mean +- standard deviation over seeds for the trained detectors, beside the published
 DCASE 2023 baseline figures of that machine type where known. Fit time and peak resident
 memory of each fit are printed too (one torch thread; the log-mel features are computed
-once, before the fits, and are not counted, except for the default recipe ``knn-spectrum``,
+once, before the fits, and are not counted, except for the default recipe ``knn-fusion`` and its fallback ``knn-spectrum``,
 whose fit and score times include decoding the files and computing their spectra, and the
 pretrained ``knn-aisfx``, whose times include decoding, resampling to 44.1 kHz and the CNN, and
 the fine-tuned aisfx backbone ``embedding-aisfx``, which reads the files too; ``--aisfx-epochs``
@@ -58,8 +58,16 @@ def detectors(seed, aisfx_weights=None, aisfx_epochs=3):
     # mean+std of the 2.3 s block embeddings (1024-d), centred by the training mean, cosine k-NN
     aisfx = make_pipeline(skasd.PretrainedEmbedding(model="aisfx", weights=aisfx_weights),
                           StandardScaler(with_std=False), skasd.KNNDetector(metric="cosine"))
+    # the default recipe (knn-fusion): both k-NNs, the aisfx one on the nearest clip of either domain,
+    # fused by the ranks of their scores among their training clips' leave-one-out scores
+    fusion = skasd.ScoreFusion([
+        ("spectrum", clone(spectrum)),
+        ("aisfx", make_pipeline(skasd.PretrainedEmbedding(model="aisfx", weights=aisfx_weights),
+                                StandardScaler(with_std=False), skasd.KNNDetector(metric="cosine"))),
+    ], method="rank")
     return {
-        "knn-spectrum (default)": (spectrum, ("domain",), False),
+        "knn-fusion (default)": (fusion, ("domain",), False),
+        "knn-spectrum (fallback)": (spectrum, ("domain",), False),
         "knn-aisfx (pretrained)": (aisfx, (), False),
         "knn (log-mel stats)": (skasd.KNNDetector(), ("domain",), False),
         "knn, domain-normalised": (skasd.KNNDetector(domain_norm="zscore"), ("domain",), False),
@@ -77,6 +85,8 @@ def detectors(seed, aisfx_weights=None, aisfx_epochs=3):
 
 def reads_files(est):
     """Whether a detector reads the files itself (the spectrum recipe, a pretrained backbone)."""
+    if isinstance(est, skasd.ScoreFusion):
+        return any(reads_files(sub) for _, sub in est.detectors)
     first = est.steps[0][1] if hasattr(est, "steps") else est
     return isinstance(first, (skasd.SpectrumTransformer, skasd.PretrainedEmbedding)) or (
         getattr(first, "backbone", None) is not None)
@@ -112,6 +122,10 @@ def fit_kwargs(est, names, train):
     """The routed metadata of one detector: domain labels, and class labels (attributes x domain)."""
     meta = {"domain": train["domain"].to_numpy(object),
             "machine_id": (train["domain"] + "_" + train["attributes"].map(str)).to_numpy(object)}
+    if isinstance(est, skasd.ScoreFusion):  # each sub-pipeline's detector asks for the domains
+        for _, sub in est.detectors:
+            sub.steps[-1][1].set_fit_request(domain=True)
+        return {k: meta[k] for k in names}
     if not hasattr(est, "steps"):
         return {k: meta[k] for k in names}
     if "machine_id" in names:

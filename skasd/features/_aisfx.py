@@ -17,6 +17,7 @@ input are rebuilt here from the checkpoint's layer shapes and the authors' descr
 torch is imported inside the functions, so importing this module does not load it.
 """
 
+import copy
 from functools import lru_cache
 
 import librosa
@@ -128,8 +129,6 @@ def inference_net(net):
     """A frozen copy of the aisfx network for embedding: each batch norm folded into its
     convolution and the weights in channels-last memory, which oneDNN runs 1.35x faster on a
     CPU core (benchmarks/README.md); outputs agree with ``net``'s to float32 rounding (1e-6)."""
-    import copy
-
     import torch
     from torch.ao.quantization import fuse_modules
 

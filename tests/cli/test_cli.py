@@ -223,7 +223,7 @@ def test_errors_are_one_line(dev_folder, trained, tmp_path, capsys):
     assert "model file not found" in _err(
         ["score", "--model", str(tmp_path / "nope"), "--data", str(dev_folder), "--out", str(tmp_path)], capsys)
     msg = _err(["train", "--data", str(dev_folder), "--model", "svm", "--out", out], capsys)
-    assert "unknown model 'svm'; choose one of knn-spectrum, knn, mahalanobis" in msg and "embedding-knn" in msg
+    assert "unknown model 'svm'; choose one of knn-fusion, knn-spectrum, knn, mahalanobis" in msg and "embedding-knn" in msg
     assert not (tmp_path / "m.skasd").exists()
     assert warnings.showwarning is showwarning, "main left its one-line warning printer installed"
 
