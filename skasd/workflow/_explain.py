@@ -10,6 +10,7 @@ from tqdm.auto import tqdm
 from ..datasets._dcase import _parse
 from ..exceptions import UsageError
 from ..inspection import explain, frame_scores
+from ..inspection._explain import _NOTHING
 from ..utils._atomic import write_text_atomic
 from ..utils._validation import listing
 from ._scoring import CHUNK_SIZE, _score_and_decide, section_labels
@@ -70,17 +71,28 @@ def explain_files(pipe, paths, section=None, n_segments=3, chunk_size=CHUNK_SIZE
             chunk = paths[start : start + chunk_size]
             sec = None if sections is None else sections[start : start + chunk_size]
             part = explain(_explained(pipe), chunk, section=sec, n_segments=n_segments)
-            if _explained(pipe) is not pipe:  # the verdict is the fusion's
-                score, decision = _score_and_decide(pipe[-1], chunk, sec)
-                offsets = (np.full(len(chunk), pipe[-1].offset_) if sec is None
-                           else np.array([pipe[-1].section_offsets_[s] for s in sec]))
-                by_clip = {p: i for i, p in enumerate(chunk)}
-                rows = part["clip"].map(by_clip).to_numpy()
-                part["anomaly_score"], part["threshold"] = score[rows], -offsets[rows]
-                part["anomalous"] = decision[rows] == -1
+            if _explained(pipe) is not pipe:
+                part = _fusion_verdicts(pipe[-1], part, chunk, sec)
             parts.append(part)
             bar.update(len(chunk))
     return pd.concat(parts, ignore_index=True)
+
+
+def _fusion_verdicts(fusion, part, chunk, sec):
+    """An explanation of the fusion's spectrum k-NN made the fusion's: each clip's score,
+    threshold and verdict are the fusion's, and a clip the fusion flags (does not flag) shows its
+    segments as a flagged (unflagged) clip does: every segment, or the top one introduced by
+    "no segment stands out"."""
+    score, decision = _score_and_decide(fusion, chunk, sec)
+    offsets = np.full(len(chunk), fusion.offset_) if sec is None else np.array([fusion.section_offsets_[s] for s in sec])
+    rows = part["clip"].map({p: i for i, p in enumerate(chunk)}).to_numpy()
+    flagged = decision[rows] == -1
+    part = part.assign(anomaly_score=score[rows], threshold=-offsets[rows], anomalous=flagged)
+    was_below = part["summary"].str.startswith(_NOTHING)
+    part.loc[flagged & was_below, "summary"] = part.loc[flagged & was_below, "summary"].str.removeprefix(_NOTHING)
+    now_below = ~flagged & ~was_below
+    part.loc[now_below, "summary"] = _NOTHING + part.loc[now_below, "summary"]
+    return part[~now_below | (part["segment"] == 1)].reset_index(drop=True)
 
 
 def format_explanation(table):

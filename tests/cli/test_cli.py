@@ -642,11 +642,18 @@ def test_knn_fusion_trains_scores_explains_and_adapts(dev_folder, aisfx_weights,
     assert main(["evaluate", "--model", str(path), "--data", str(folder), "--out", str(tmp_path / "e"),
                  "--quiet"]) == 0
     assert (tmp_path / "e" / "result.csv").read_text().splitlines()[1].startswith("section,AUC (source),AUC (target)")
-    clip = paths[0]
-    assert main(["explain", "--model", str(path), clip, "--quiet"]) == 0
+    assert main(["explain", "--model", str(path), *paths, "--quiet"]) == 0
     explained = capsys.readouterr().out
-    score = -fusion.score_samples([clip], section=sec[:1])[0]
-    assert f"anomaly score {score:.4g} (threshold {-fusion.section_offsets_[sec[0]]:.4g})" in explained, explained
+    scores = -fusion.score_samples(paths, section=sec)
+    verdicts = fusion.predict(paths, section=sec)
+    assert len(set(verdicts)) == 2  # flagged and unflagged clips, each told as the fusion judges it
+    blocks = explained.split(f"{paths[0].rsplit('/', 1)[0]}/")[1:]
+    for clip, score, verdict, block in zip(paths, scores, verdicts, blocks):
+        head, *segments = block.strip().splitlines()
+        assert head.startswith(f"{clip.rsplit('/', 1)[1]}: {'ANOMALOUS' if verdict == -1 else 'normal'}, "
+                               f"anomaly score {score:.4g} (threshold "), head
+        nothing = [ln.strip().startswith("1. no segment stands out") for ln in segments]
+        assert nothing == ([] if verdict == -1 else [True]) or (verdict == -1 and not any(nothing)), block
     # adapt: the section's target-domain test normals as a new batch of normal target clips
     new = tmp_path / "new"
     new.mkdir()
