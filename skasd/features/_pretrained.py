@@ -285,7 +285,7 @@ class PretrainedEmbedding(ClipTransformer, auto_wrap_output_keys=None):
             starts = tqdm(starts, desc="embedding", unit="chunk", total=len(starts))
         rows = []
         for i in starts:
-            rows.append(self._pool(self._steps(enc, clips[i : i + _CHUNK], device)))
+            rows.append(self._pooled_chunk(enc, clips[i : i + _CHUNK], device))
             if rows[-1].ndim == 3 and rows[-1].shape[2] != rows[0].shape[2]:
                 raise AudioError(
                     f"clips differ in length: clip {i} and the clips after it give {rows[-1].shape[2]} time steps, "
@@ -293,6 +293,17 @@ class PretrainedEmbedding(ClipTransformer, auto_wrap_output_keys=None):
                     "to one length, or pool them (pooling='mean+std')"
                 )
         return np.concatenate(rows)
+
+    def _pooled_chunk(self, enc, chunk, device):
+        """``_pool`` of the chunk's embeddings. Pooled rows do not depend on a clip's length, so a
+        chunk of clips of several lengths (``duration=None``) is embedded one clip at a time,
+        whatever the order of the clips; without pooling it raises, naming the clips."""
+        try:
+            return self._pool(self._steps(enc, chunk, device))
+        except AudioError as exc:
+            if self.pooling is None or self.duration is not None or not str(exc).startswith("clips differ in length"):
+                raise
+        return np.concatenate([self._pool(self._steps(enc, chunk[j : j + 1], device)) for j in range(len(chunk))])
 
     def _checked_encoder(self):
         """The encoder, refused when its weights are not those this embedding was fitted with."""

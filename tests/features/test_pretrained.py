@@ -80,6 +80,13 @@ def test_pooling_none_returns_the_steps_unpooled():
                        "pass duration="):
         PretrainedEmbedding(model=enc, pooling=None).fit_transform(ragged)
     assert PretrainedEmbedding(model=enc).fit_transform(ragged).shape == (33, 6)  # pooled: fine
+    # pooled rows of clips of several lengths within one chunk, in any order: each clip's own
+    mixed = [_waves(1, 400, seed=1)[0], _waves(1, 200, seed=2)[0], _waves(1, 400, seed=3)[0]]
+    one_by_one = np.concatenate([PretrainedEmbedding(model=enc).fit_transform([w]) for w in mixed])
+    np.testing.assert_allclose(PretrainedEmbedding(model=enc).fit_transform(mixed), one_by_one, rtol=1e-6)
+    np.testing.assert_allclose(PretrainedEmbedding(model=enc).fit_transform(mixed[::-1]), one_by_one[::-1], rtol=1e-6)
+    with pytest.raises(AudioError, match="clips differ in length"):  # unpooled they cannot be stacked, in any order
+        PretrainedEmbedding(model=enc, pooling=None).fit_transform(mixed)
 
 
 def test_layer_picks_from_a_tuple_and_a_single_tensor_refuses_it():
