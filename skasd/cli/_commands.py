@@ -149,8 +149,13 @@ def cmd_adapt(args):
                        machine_type=args.machine_type, fmt=args.format, verbose=not args.quiet)
     added = "; ".join(f"{key} {', '.join(value)}" for key, value in (("domain", done.domain), ("section", done.section))
                       if value is not None)
-    _log(args, f"added {done.n_clips} clips ({added or 'one model'}) in {time.perf_counter() - t0:.1f} s; threshold "
-               f"{done.threshold_before:.4g} -> {done.threshold_after:.4g}; model written to {done.path}")
+    if done.section_thresholds:  # the thresholds that judge the clips of the sections the clips joined
+        thresholds = "; ".join(f"threshold of {s} " + ("(new)" if before is None else f"{before:.4g}")
+                               + f" -> {after:.4g}" for s, (before, after) in done.section_thresholds.items())
+    else:
+        thresholds = f"threshold {done.threshold_before:.4g} -> {done.threshold_after:.4g}"
+    _log(args, f"added {done.n_clips} clips ({added or 'one model'}) in {time.perf_counter() - t0:.1f} s; "
+               f"{thresholds}; model written to {done.path}")
 
 
 def cmd_models(args):

@@ -73,7 +73,9 @@ def adapt_model(model, data, out, *, domain=None, section=None, machine_type=Non
     result : SimpleNamespace
         ``n_clips``, ``domain``, ``section`` (the labels used, None where the model has
         none), ``threshold_before``, ``threshold_after`` (``-offset_``: anomaly scores above
-        it are flagged) and ``path`` (the file written).
+        it are flagged), ``section_thresholds`` (for a model with one threshold per section:
+        ``{section: (before, after)}`` of the sections the clips joined, ``before`` None for a
+        new section; else None) and ``path`` (the file written).
     """
     pipe = load_model(model, verbose=verbose)
     detector = pipe[-1]
@@ -123,6 +125,7 @@ def adapt_model(model, data, out, *, domain=None, section=None, machine_type=Non
             stacklevel=2,
         )
     threshold_before = -float(detector.offset_)
+    sections_before = dict(vars(detector).get("section_offsets_") or {})
     try:  # a fusion of pipelines decodes the clips in its partial_fit
         detector.partial_fit(pipe[:-1].transform(paths), **labels)
     except AudioError as exc:
@@ -144,6 +147,9 @@ def adapt_model(model, data, out, *, domain=None, section=None, machine_type=Non
         n_clips=len(paths), domain=None if "domain" not in labels else sorted(set(labels["domain"])),
         section=None if "section" not in labels else sorted(set(labels["section"])),
         threshold_before=threshold_before, threshold_after=-float(detector.offset_), path=Path(out),
+        section_thresholds=None if "section" not in labels else {
+            s: (-float(sections_before[s]) if s in sections_before else None, -float(detector.section_offsets_[s]))
+            for s in sorted(set(labels["section"]))},
     )
 
 

@@ -146,3 +146,29 @@ def test_a_step_that_learnt_from_the_first_clips_is_named_in_a_warning(folders, 
     with pytest.warns(UserWarning, match=r"model's centre step\(s\) keep what they learnt from its first training clips"):
         adapt_model(tmp_path / "m.skasd", folders["tgt"], tmp_path / "m2.skasd", domain="target")
     assert load_model(tmp_path / "m2.skasd")[-1].domains_.tolist() == ["source", "target"]
+
+
+def test_a_model_with_sections_reports_the_thresholds_of_the_sections_adapted(folders, tmp_path, capsys):
+    """One threshold per section: adapt prints (and returns) those of the sections the clips joined,
+    not the global one that judges no clip."""
+    b = folders["bunch"]
+    train, new = tmp_path / "two" / "toy" / "train", tmp_path / "new"
+    train.mkdir(parents=True), new.mkdir()
+    for section, mid in (("00", "id_00"), ("01", "id_02")):
+        normal = np.flatnonzero((b.machine_id == mid) & (b.target == 0))
+        for k, i in enumerate(normal[:8]):
+            sf.write(train / f"section_{section}_source_train_normal_{k:04d}.wav", b.data[i], b.sr)
+        if section == "01":
+            for k, i in enumerate(normal[8:12]):
+                sf.write(new / f"section_{section}_source_train_normal_{k + 8:04d}.wav", b.data[i], b.sr)
+    model, out = tmp_path / "m.skasd", tmp_path / "m2.skasd"
+    assert main(["train", "--data", str(train.parent.parent), "--model", "knn-spectrum", "--out", str(model),
+                 "--quiet"]) == 0
+    before = load_model(model, verbose=False)[-1].section_offsets_
+    capsys.readouterr()
+    assert main(["adapt", "--model", str(model), "--data", str(new), "--out", str(out)]) == 0
+    after = load_model(out, verbose=False)[-1].section_offsets_
+    assert after["section_00"] == before["section_00"] and after["section_01"] != before["section_01"]
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert f"; threshold of section_01 {-before['section_01']:.4g} -> {-after['section_01']:.4g}; model written" in line
+    assert "section_00" not in line
