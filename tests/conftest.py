@@ -9,6 +9,8 @@ import pytest
 def pytest_configure(config):
     # One torch thread: with torch's default OpenMP threads on a 2-core machine that anything
     # else also uses, every small op waits at a barrier (CNNAE epochs ran 30x slower here).
+    import atexit
+    import shutil
     import tempfile
 
     import torch
@@ -18,7 +20,8 @@ def pytest_configure(config):
     # empty skasd cache of the session's own keeps a developer's cached weights from changing what
     # the default trains. Tests that need the aisfx weights pass the shared checkpoint.
     os.environ["SKASD_OFFLINE"] = "1"
-    os.environ["SKASD_CACHE"] = tempfile.mkdtemp(prefix="skasd-test-cache-")
+    os.environ["SKASD_CACHE"] = cache = tempfile.mkdtemp(prefix="skasd-test-cache-")
+    atexit.register(shutil.rmtree, cache, ignore_errors=True)
 
 
 _DEFAULT = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -116,14 +116,16 @@ def cmd_train(args):
         raise CLIError(f"no normal training clips under {args.data}")
     model = args.model or default_model(normals)
     fallback = None
-    if not args.model and model in DEFAULT_WEIGHTS:
+    sets = _parse_sets(args.set)
+    own_weights = any(key.endswith("features__weights") for key in sets)  # the user's checkpoint, not the cache
+    if not args.model and model in DEFAULT_WEIGHTS and not own_weights:
         _, why = ensure_weights(DEFAULT_WEIGHTS[model], announce=lambda msg: _log(args, f"{model} needs: {msg}"))
         if why is not None:  # one line, always shown: the model differs from what the docs promise
             fallback = f"{why}: training {FALLBACK_MODEL} instead of {model}; get them with `skasd weights fetch " \
                        f"{DEFAULT_WEIGHTS[model]}` (or `--from FILE` offline)"
             print(f"skasd: {fallback}", file=sys.stderr, flush=True)
             model = FALLBACK_MODEL
-    pipe = build_pipeline(model, _parse_sets(args.set), verbose=not args.quiet)
+    pipe = build_pipeline(model, sets, verbose=not args.quiet)
     mtype = normals["machine_type"].iloc[0]
     fmt = model_format(args.out, args.format)
     chosen = "" if args.model else (" (the default for clips with domains)" if model == DEFAULT_MODEL

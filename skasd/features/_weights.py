@@ -159,10 +159,17 @@ def read_aisfx_weights(path):
     return state, digest
 
 
+_PIP_TIMEOUT_S = 300
+
+
 def _pip_download(spec, dest):
     """``pip download SPEC --no-deps -d DEST`` with this Python's pip; the path of the wheel."""
-    cmd = [sys.executable, "-m", "pip", "download", spec, "--no-deps", "--only-binary", ":all:", "-d", dest]
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    cmd = [sys.executable, "-m", "pip", "download", spec, "--no-deps", "--only-binary", ":all:", "--no-input",
+           "-d", dest]
+    try:  # never a prompt (an index asking for credentials), never a hang
+        done = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=_PIP_TIMEOUT_S)
+    except subprocess.TimeoutExpired as exc:
+        raise OSError(f"`{' '.join(cmd[2:])}` did not finish in {_PIP_TIMEOUT_S} s") from exc
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
         raise OSError(f"`{' '.join(cmd[2:])}` failed: {' '.join(tail)}")

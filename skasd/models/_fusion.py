@@ -1,6 +1,8 @@
 """ScoreFusion: one detector from several detectors' standardised anomaly scores."""
 
+import copy
 import inspect
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -9,6 +11,7 @@ from sklearn.model_selection import check_cv
 from sklearn.pipeline import Pipeline
 from sklearn.utils import Bunch
 from sklearn.utils.metadata_routing import MetadataRouter, MethodMapping, process_routing
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, indexable
 
 from ..utils._docstring import Substitution
@@ -195,7 +198,8 @@ class ScoreFusion(SectionScoringMixin, BaseDetector, _BaseComposition):
             ``fit`` takes them (for a pipeline: its last step's), e.g. a skasd inlier detector:
             one model per (section, domain). With ``section``, one threshold per section
             (``section_offsets_``) and ``score_samples(X, section=...)`` as for those detectors.
-            With metadata routing enabled they are routed like ``fit_params`` instead.
+            With metadata routing enabled they are routed like ``fit_params`` instead, so at
+            least one sub-detector must request each label given (``set_fit_request(section=True)``).
         **fit_params : dict
             Other per-clip metadata for the sub-detectors' ``fit``, only with
             ``sklearn.set_config(enable_metadata_routing=True)``: each sub-detector receives
@@ -249,7 +253,8 @@ class ScoreFusion(SectionScoringMixin, BaseDetector, _BaseComposition):
         if not np.all(np.isfinite(scores)):
             raise ValueError(f"detector {name!r} gave non-finite anomaly scores on its training clips.")
         if scores.std() <= 1e-12 * max(1.0, np.abs(scores).max()):
-            hint = " (in-sample k-NN scores are 0; pass cv=5 for out-of-fold scores)" if self.cv is None else ""
+            hint = (" (a detector that records no leave-one-out scores scores its own training clips: pass cv=5 "
+                    "for out-of-fold scores)") if self.cv is None else ""
             raise ValueError(
                 f"detector {name!r} gives every training clip the same anomaly score "
                 f"(standard deviation {scores.std():.3g}), so its scores cannot be standardised{hint}."
@@ -269,6 +274,7 @@ class ScoreFusion(SectionScoringMixin, BaseDetector, _BaseComposition):
         self.section_offsets_ = None if section is None else {
             label: self._offset(fused[section == label]) for label in self.sections_.tolist()}
 
+    @available_if(lambda self: self.cv is None)
     def partial_fit(self, X, y=None, domain=None, section=None):
         """Add normal clips to every sub-detector (their ``partial_fit``), then re-standardise.
 
@@ -278,7 +284,9 @@ class ScoreFusion(SectionScoringMixin, BaseDetector, _BaseComposition):
         standardisation and the thresholds are then recomputed from every training clip's
         recorded score (``train_scores_``), as ``fit`` on all the clips gives where the
         sub-detectors' own ``partial_fit`` equals their ``fit``. Before any ``fit``,
-        ``partial_fit`` is ``fit``; ``cv`` must be None (out-of-fold scores would need refits).
+        ``partial_fit`` is ``fit``. Only with ``cv=None`` (out-of-fold scores would need the
+        earlier clips to refit). All or nothing: where a sub-detector refuses the clips, none of
+        them is changed.
 
         Parameters
         ----------
@@ -309,28 +317,38 @@ class ScoreFusion(SectionScoringMixin, BaseDetector, _BaseComposition):
                 labels = {key: None if v is None else v[keep] for key, v in labels.items()}
         if not n:
             raise ValueError("ScoreFusion.partial_fit: no normal clips to add.")
-        if self.cv is not None:
-            raise ValueError("ScoreFusion.partial_fit needs cv=None (out-of-fold training scores need refits); "
-                             "fit on all the clips instead.")
         names = list(self.named_detectors_)
         for name, model in zip(names, self.detectors_):
             final = model[-1] if isinstance(model, Pipeline) else model
-            if not hasattr(final, "partial_fit") or "train_scores_" not in vars(final):
+            if not hasattr(final, "partial_fit"):
                 raise ValueError(f"ScoreFusion.partial_fit: detector {name!r} ({type(final).__name__}) cannot add "
-                                 "clips (it needs partial_fit and train_scores_, as skasd's inlier detectors have); "
-                                 "fit on all the clips instead.")
+                                 "clips (it has no partial_fit, as skasd's inlier detectors have); fit on all the "
+                                 "clips instead.")
+            if "train_scores_" not in vars(final):
+                raise ValueError(f"ScoreFusion.partial_fit: detector {name!r} ({type(final).__name__}) records no "
+                                 "training scores (train_scores_): saved by an earlier skasd, or not a skasd inlier "
+                                 "detector; fit on all the clips instead.")
         if (labels["section"] is None) != (self.sections_ is None):
             raise ValueError(f"ScoreFusion was fitted {'with' if self.sections_ is not None else 'without'} section "
                              f"labels, so partial_fit needs {'section=...' if self.sections_ is not None else 'none'}.")
-        train = []
-        for model in self.detectors_:
-            final, Xt = (model[-1], model[:-1].transform(X)) if isinstance(model, Pipeline) else (model, X)
-            final.partial_fit(Xt, **_label_params(final, "partial_fit", labels, direct=True))
-            train.append(-np.asarray(final.train_scores_, dtype=np.float64))
+        train, grown = [], []
+        # on copies: the fusion changes only once every sub-detector took the clips, and says what they warned then
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            for model in self.detectors_:
+                model = copy.deepcopy(model)
+                final, Xt = (model[-1], model[:-1].transform(X)) if isinstance(model, Pipeline) else (model, X)
+                final.partial_fit(Xt, **_fitted_labels(final, labels))
+                train.append(-np.asarray(final.train_scores_, dtype=np.float64))
+                grown.append(model)
         sizes = {len(t) for t in train}
         if len(sizes) != 1:
             raise ValueError(f"ScoreFusion.partial_fit: the sub-detectors hold different numbers of training "
                              f"clips ({sorted(sizes)}); fit on all the clips instead.")
+        self.detectors_ = grown
+        self.named_detectors_ = Bunch(**dict(zip(names, grown)))
+        for w in said:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         if self.sections_ is not None:
             self._train_section = np.concatenate([self._train_section, labels["section"]])
             self.sections_ = np.unique(self._train_section).astype(object)
@@ -338,6 +356,21 @@ class ScoreFusion(SectionScoringMixin, BaseDetector, _BaseComposition):
             self.domains_ = np.unique(np.concatenate([self.domains_, labels["domain"]])).astype(object)
         self._standardise_from(train)
         return self
+
+    def fit_predict(self, X, y=None, domain=None, section=None, **fit_params):
+        """Fit on ``X`` and label its clips, each by its section's threshold where fitted with ``section``.
+
+        Parameters
+        ----------
+        X, y, domain, section, **fit_params
+            As in ``fit``.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_clips,)
+            1 normal, -1 anomalous.
+        """
+        return self.fit(X, y, domain=domain, section=section, **fit_params).predict(X, section=section)
 
     def _out_of_fold(self, est, X, params, labels):
         cv = check_cv(self.cv)
@@ -498,9 +531,15 @@ def _label_params(est, method, labels, direct=False, routed=None):
     return {prefix + key: value for key, value in labels.items() if value is not None and _takes(est, method, key)}
 
 
+def _fitted_labels(final, labels):
+    """The labels of ``labels`` a fitted detector was fitted with (its ``domains_``/``sections_``)."""
+    return {key: value for key, value in labels.items()
+            if value is not None and vars(final).get(f"{key}s_") is not None}
+
+
 def _sub_score(est, X, section):
-    """``est.score_samples(X)``, with ``section`` where its (last step's) ``score_samples`` takes it."""
-    if section is None or not _takes(est, "score_samples", "section"):
+    """``est.score_samples(X)``, with ``section`` where its (last step) was fitted with sections."""
+    if section is None or not _fitted_labels(_final(est), {"section": section}):
         return est.score_samples(X)
     if isinstance(est, Pipeline):
         return est[-1].score_samples(est[:-1].transform(X), section=section)

@@ -56,9 +56,9 @@ def _explained(pipe):
 def explain_files(pipe, paths, section=None, n_segments=3, chunk_size=CHUNK_SIZE, progress=False):
     """:func:`skasd.inspection.explain` of audio files through a fitted pipeline, in chunks.
 
-    For a fusion of pipelines the segments and bands are its spectrum k-NN's
+    For a fusion of pipelines the segments, bands and segment scores are its spectrum k-NN's
     (:func:`_explained`), and each clip's ``anomaly_score``, ``threshold`` and ``anomalous``
-    the fusion's own.
+    the fusion's own (:func:`_fusion_verdicts`).
     """
     paths = [str(p) for p in paths]
     missing = [p for p in paths if not Path(p).is_file()]
@@ -79,10 +79,11 @@ def explain_files(pipe, paths, section=None, n_segments=3, chunk_size=CHUNK_SIZE
 
 
 def _fusion_verdicts(fusion, part, chunk, sec):
-    """An explanation of the fusion's spectrum k-NN made the fusion's: each clip's score,
-    threshold and verdict are the fusion's, and a clip the fusion flags (does not flag) shows its
-    segments as a flagged (unflagged) clip does: every segment, or the top one introduced by
-    "no segment stands out"."""
+    """An explanation of the fusion's spectrum k-NN made the fusion's: each clip's anomaly score,
+    threshold and verdict are the fusion's (the segment scores stay the spectrum k-NN's frame
+    scores); a clip the fusion does not flag shows only its top segment, introduced by "no
+    segment stands out", and one it flags shows its segments without that introduction (only
+    the top one where the spectrum k-NN alone did not flag it)."""
     score, decision = _score_and_decide(fusion, chunk, sec)
     offsets = np.full(len(chunk), fusion.offset_) if sec is None else np.array([fusion.section_offsets_[s] for s in sec])
     rows = part["clip"].map({p: i for i, p in enumerate(chunk)}).to_numpy()

@@ -161,7 +161,9 @@ def build_pipeline(model=DEFAULT_MODEL, params=None, verbose=True):
     unknown = [k for k in routed if k not in valid]
     if unknown:
         names = sorted(f"{step}__{k}" if step != "model" else k
-                       for step, est in pipe.named_steps.items() for k in est.get_params(deep=False))
+                       for step, est in pipe.named_steps.items() if hasattr(est, "get_params")
+                       for k in est.get_params(deep=True if step == "model" and est is pipe[-1] and
+                                               not hasattr(pipe[0], "get_params") else False))
         shown = [k.removeprefix("model__") for k in unknown]
         raise UsageError(f"unknown parameter(s) {', '.join(shown)} for {model}; valid: {', '.join(names)}")
     return pipe.set_params(**routed)

@@ -35,21 +35,21 @@ def ensure_weights(name, announce=None):
     now (pip, as ``skasd weights fetch``), else ``(None, why)``: offline (``$SKASD_OFFLINE``)
     or the fetch failed. ``announce(message)`` is called before a download. What ``skasd train``
     asks before fitting a default recipe that needs them."""
-    path = weights_file(name)
+    path, where = weights_file(name), "not in the skasd cache"
     if os.path.isfile(path):
         try:
             read_aisfx_weights(path)
             return path, None
-        except ValueError:
-            pass  # a damaged file: fetched again below, when allowed
+        except ValueError:  # a damaged file: fetched again below, when allowed
+            where = "refused in the skasd cache (not the published weights)"
     if os.environ.get(OFFLINE_ENV, "") not in ("", "0"):
-        return None, f"the {name} weights are not in the skasd cache ({path}) and {OFFLINE_ENV} is set"
+        return None, f"the {name} weights are {where} ({path}) and {OFFLINE_ENV} is set"
     if announce is not None:
         announce(f"fetching the {name} weights ({WEIGHTS[name]['licence']}) into the skasd cache, once")
     try:
         return _fetch(name), None
     except (ValueError, OSError) as e:
-        return None, f"the {name} weights are not in the skasd cache and fetching them failed ({e})"
+        return None, f"the {name} weights are {where} and fetching them failed ({e})"
 
 
 def list_weights():

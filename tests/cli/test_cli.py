@@ -624,6 +624,10 @@ def test_knn_fusion_trains_scores_explains_and_adapts(dev_folder, aisfx_weights,
     assert "training knn-fusion (the default for clips with domains)" in out and "instead of" not in err
     info = model_info(path)["metadata"]
     assert info["model"] == "knn-fusion" and info["fit_metadata"] == ["domain", "section"]
+    msg = _err(["train", "--data", str(folder), "--model", "knn-fusion", "--set", "n_neighbors=3", "--out", str(path)],
+               capsys)
+    assert "unknown parameter(s) n_neighbors for knn-fusion; valid: aisfx, aisfx__centre" in msg
+    assert "spectrum__model__n_neighbors" in msg
     pipe = load_model(path, verbose=False)
     fusion = pipe[-1]
     assert fusion.sections_.tolist() == ["section_00", "section_02"]

@@ -33,17 +33,11 @@ _LEAVE_ONE_OUT = (
     "predict(X_train) finds each clip itself at distance 0, so fitting and predicting the same clips "
     "flags fewer than `contamination` (by design, as KNNDetector)"
 )
-_NO_PARTIAL_FIT_WITH_CV = (
-    "partial_fit of a fusion with cv refuses (its out-of-fold standardisation would need the earlier "
-    "clips to refit), and this check calls partial_fit after fit"
-)
 
 
 def _expected_failures(estimator):
     if estimator.cv is not None:
-        return {**dict.fromkeys(["check_outliers_train", "check_outliers_fit_predict"], _OUT_OF_FOLD),
-                **dict.fromkeys(["check_fit_score_takes_y", "check_n_features_in_after_fitting"],
-                                _NO_PARTIAL_FIT_WITH_CV)}
+        return dict.fromkeys(["check_outliers_train", "check_outliers_fit_predict"], _OUT_OF_FOLD)
     if any(isinstance(d, KNNDetector) for _, d in estimator.detectors):
         return dict.fromkeys(["check_outliers_train", "check_outliers_fit_predict"], _LEAVE_ONE_OUT)
     return {}
@@ -253,7 +247,29 @@ def test_partial_fit_refusals():
     with_iforest = ScoreFusion([("knn", KNNDetector()), ("iforest", IsolationForest(n_estimators=5, random_state=0))])
     with pytest.raises(ValueError, match="'iforest' \\(IsolationForest\\) cannot add clips"):
         with_iforest.fit(X).partial_fit(X[:3])
-    with pytest.raises(ValueError, match="needs cv=None"):
-        ScoreFusion([("knn", KNNDetector(2))], cv=3).fit(X).partial_fit(X[:3])
+    assert not hasattr(ScoreFusion([("knn", KNNDetector(2))], cv=3), "partial_fit")  # out-of-fold: needs refits
+    # all or nothing: the 3-NN cannot take a new section of 3 clips, so the 1-NN does not take them either
+    pair = ScoreFusion([("k1", KNNDetector()), ("k3", KNNDetector(3))]).fit(X, section=section)
+    before = [d.train_scores_.copy() for d in pair.detectors_]
+    with pytest.raises(ValueError, match="at least 4 normal training clips"):
+        pair.partial_fit(X[:3], section="c")
+    assert [len(d.train_scores_) for d in pair.detectors_] == [len(b) for b in before] == [len(X)] * 2
+    assert pair.sections_.tolist() == pair.detectors_[0].sections_.tolist() == ["a", "b"]
+    # routed labels: a sub-detector fitted without sections is scored and grown without them
+    with sklearn.config_context(enable_metadata_routing=True):
+        routed = ScoreFusion([("knn", KNNDetector().set_fit_request(domain=True, section=True)),
+                              ("maha", MahalanobisDetector().set_fit_request(domain=False, section=False))])
+        routed.fit(X, domain=domain, section=section)
+        assert routed.named_detectors_.maha.sections_ is None
+        routed.score_samples(X[:4], section=section[:4])
+        routed.partial_fit(X[:4], domain="target", section="a")
+        assert len(routed.named_detectors_.maha.train_scores_) == len(X) + 4
     with pytest.raises(ValueError, match="fitted with section labels, so partial_fit needs section"):
         ScoreFusion([("knn", KNNDetector())]).fit(X, section=section).partial_fit(X[:3])
+
+
+def test_fit_predict_judges_each_clip_by_its_section_threshold():
+    X, domain, section, _ = _sections_and_domains()
+    fusion = ScoreFusion([("iforest", IsolationForest(n_estimators=20, random_state=0)), ("maha", MahalanobisDetector())])
+    labels = clone(fusion).fit_predict(X, domain=domain, section=section)
+    assert_array_equal(labels, fusion.fit(X, domain=domain, section=section).predict(X, section=section))
