@@ -20,7 +20,11 @@ with its error, and the others still run):
    folder is absent) for ``--finetune-epochs`` epochs, fp32 and bf16: fit and embedding times, and
    the frozen blocks unchanged. Its weights: ``--aisfx-weights`` (default
    ``../shared/models/aisfx/checkpoint.pth`` where present, else the user's skasd cache); without
-   them the section reports that it was skipped.
+   them the section reports that it was skipped;
+6. the default recipe's encoder (``knn-fusion``'s ``PretrainedEmbedding(model="aisfx")``, the
+   CNN with its batch norms folded): seconds per ToyCar clip on the GPU, decoding and resampling
+   included, and the largest difference from the CPU's embedding of the same 4 clips (goal
+   <= 1e-3 of their scale).
 
 Without CUDA it runs the same code on the CPU at a tiny size (``--clips 32``), to check the
 script itself; its figures then mean nothing.
@@ -204,6 +208,24 @@ def check_finetune(clips, labels, weights, epochs):
             f"fit {fit_s:.1f} s; embed {embed_s:.1f} s", "blocks 1-3 kept", ok)
 
 
+@section("default recipe")
+def check_default_encoder(clips, weights):
+    import skasd
+
+    if weights is None:
+        row("default recipe", "skipped: no aisfx weights (--aisfx-weights)", "")
+        return
+    sync()
+    t = time.perf_counter()
+    E = skasd.PretrainedEmbedding(model="aisfx", weights=weights, device=DEVICE).fit_transform(clips)
+    sync()
+    per_clip = (time.perf_counter() - t) / len(clips)
+    ref = skasd.PretrainedEmbedding(model="aisfx", weights=weights, device="cpu").fit_transform(clips[:4])
+    diff = float(np.abs(E[:4] - ref).max() / max(np.abs(ref).max(), 1e-12))
+    row("default recipe", f"aisfx embedding on {DEVICE}: {len(clips)} clips", f"{per_clip:.3f} s per clip", "", None)
+    row("default recipe", f"aisfx embedding, {DEVICE} vs CPU: max rel diff", f"{diff:.1e}", "<= 1e-3", diff <= 1e-3)
+
+
 def toycar_clips(folder, n):
     """``n`` ToyCar train clips (spread over the folder) and their attribute x domain classes, or None."""
     import glob
@@ -258,6 +280,8 @@ def main():
     toycar = toycar_clips(args.toycar, n_tune)
     clips, labels = toycar if toycar else (waves[:n_tune], np.arange(n_tune) % 4)
     check_finetune(clips, labels, weights, args.finetune_epochs)
+    embed = toycar_clips(args.toycar, 128 if DEVICE == "cuda" else 4)
+    check_default_encoder(embed[0] if embed else list(waves[:4]), weights)
     print("\nsummary")
     print("| section | item | value | goal | met |\n|---|---|---|---|---|")
     for r in ROWS:
