@@ -5,7 +5,6 @@ import inspect
 import warnings
 
 import numpy as np
-import pandas as pd
 from sklearn.base import clone
 from sklearn.model_selection import check_cv
 from sklearn.pipeline import Pipeline
@@ -24,7 +23,7 @@ from ..utils._sklearn_compat import (
     _routing_enabled,
     _safe_indexing,
 )
-from ..utils._validation import normal_mask
+from ..utils._validation import clip_labels, normal_mask
 from ._base import CONTAMINATION_DOC, BaseDetector, SectionScoringMixin
 
 __all__ = ["ScoreFusion"]
@@ -215,7 +214,8 @@ class ScoreFusion(SectionScoringMixin, BaseDetector, _BaseComposition):
         names, ests, weights = self._check_detectors()
         (X,) = indexable(X)  # sparse -> CSR, array-likes -> arrays, so folds and masks can index
         n = _num_samples(X)
-        labels = {key: _labels(value, key, n) for key, value in (("domain", domain), ("section", section))}
+        labels = {key: clip_labels(value, key, n, "ScoreFusion", dtype=object)
+                  for key, value in (("domain", domain), ("section", section))}
         routed = None
         if _routing_enabled():  # domain and section are metadata like any other: each sub-detector's request decides
             routed = process_routing(self, "fit", **fit_params, **{k: v for k, v in labels.items() if v is not None})
@@ -307,8 +307,8 @@ class ScoreFusion(SectionScoringMixin, BaseDetector, _BaseComposition):
         self._validate_params()
         (X,) = indexable(X)
         n = _num_samples(X)
-        labels = {key: _labels(np.full(n, value, dtype=object) if value is not None and np.ndim(value) == 0
-                               else value, key, n) for key, value in (("domain", domain), ("section", section))}
+        labels = {key: clip_labels(value, key, n, "ScoreFusion", one_for_all=True, dtype=object)
+                  for key, value in (("domain", domain), ("section", section))}
         if y is not None:
             mask = normal_mask(y, n, "ScoreFusion")
             if mask is not None:
@@ -319,7 +319,7 @@ class ScoreFusion(SectionScoringMixin, BaseDetector, _BaseComposition):
             raise ValueError("ScoreFusion.partial_fit: no normal clips to add.")
         names = list(self.named_detectors_)
         for name, model in zip(names, self.detectors_):
-            final = model[-1] if isinstance(model, Pipeline) else model
+            final = _final(model)
             if not hasattr(final, "partial_fit"):
                 raise ValueError(f"ScoreFusion.partial_fit: detector {name!r} ({type(final).__name__}) cannot add "
                                  "clips (it has no partial_fit, as skasd's inlier detectors have); fit on all the "
@@ -337,7 +337,7 @@ class ScoreFusion(SectionScoringMixin, BaseDetector, _BaseComposition):
             warnings.simplefilter("always")
             for model in self.detectors_:
                 model = copy.deepcopy(model)
-                final, Xt = (model[-1], model[:-1].transform(X)) if isinstance(model, Pipeline) else (model, X)
+                final, Xt = _final_input(model, X)
                 final.partial_fit(Xt, **_fitted_labels(final, labels))
                 train.append(-np.asarray(final.train_scores_, dtype=np.float64))
                 grown.append(model)
@@ -408,20 +408,24 @@ class ScoreFusion(SectionScoringMixin, BaseDetector, _BaseComposition):
         scores : ndarray of shape (n_clips, n_fitted_detectors)
             Column ``i`` is detector ``detectors_[i]``'s z-score or training-CDF value.
         """
+        return self._standardised_with_codes(X, section)[0]
+
+    def _standardised_with_codes(self, X, section):
+        """``standardised_scores`` and each clip's row of ``sections_`` (None without ``section``)."""
         check_is_fitted(self)
         (X,) = indexable(X)
+        codes = None
         if section is not None:
             if vars(self).get("sections_") is None:
                 raise ValueError("ScoreFusion was fitted without sections; fit it with section=... to score by section.")
-            section = _labels(section, "section", _num_samples(X))
-            self._section_codes(section)  # unknown labels named here, once
-        return self._standardised([-_sub_score(d, X, section) for d in self.detectors_])
+            section = clip_labels(section, "section", _num_samples(X), "ScoreFusion", dtype=object)
+            codes = self._section_codes(section)  # unknown labels named here, before any scoring
+        return self._standardised([-_sub_score(d, X, section) for d in self.detectors_]), codes
 
     def _score(self, X, section):
-        scores = -(self.standardised_scores(X, section) @ self.weights_)
-        if section is None:
-            return scores, self.offset_
-        return scores, self._section_offsets(self._section_codes(np.asarray(section, dtype=object)))
+        standardised, codes = self._standardised_with_codes(X, section)
+        scores = -(standardised @ self.weights_)
+        return scores, self.offset_ if codes is None else self._section_offsets(codes)
 
     def score_samples(self, X, section=None):
         """Minus the fused anomaly score (higher = more normal).
@@ -541,9 +545,13 @@ def _sub_score(est, X, section):
     """``est.score_samples(X)``, with ``section`` where its (last step) was fitted with sections."""
     if section is None or not _fitted_labels(_final(est), {"section": section}):
         return est.score_samples(X)
-    if isinstance(est, Pipeline):
-        return est[-1].score_samples(est[:-1].transform(X), section=section)
-    return est.score_samples(X, section=section)
+    final, Xt = _final_input(est, X)
+    return final.score_samples(Xt, section=section)
+
+
+def _final_input(est, X):
+    """``est``'s last step and what it receives of ``X`` (through a pipeline's earlier steps)."""
+    return (est[-1], est[:-1].transform(X)) if isinstance(est, Pipeline) else (est, X)
 
 
 def _recorded(model, n):
@@ -551,13 +559,3 @@ def _recorded(model, n):
     scores = vars(_final(model)).get("train_scores_")
     return None if scores is None or len(scores) != n else -np.asarray(scores, dtype=np.float64)
 
-
-def _labels(labels, name, n):
-    """Per-clip ``domain``/``section`` labels as a 1-D object array (None stays None)."""
-    if labels is None:
-        return None
-    labels = np.asarray(labels, dtype=object)
-    if labels.ndim != 1 or len(labels) != n or pd.isna(labels).any():
-        raise ValueError(f"ScoreFusion: {name} must hold one label per clip ({n}), none missing; "
-                         f"got shape {labels.shape}.")
-    return labels

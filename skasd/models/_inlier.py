@@ -15,7 +15,6 @@ from abc import abstractmethod
 from numbers import Integral, Real
 
 import numpy as np
-import pandas as pd
 import scipy.stats
 from sklearn.covariance import OAS, EmpiricalCovariance, LedoitWolf, ShrunkCovariance
 from sklearn.mixture import GaussianMixture
@@ -25,7 +24,7 @@ from sklearn.utils.validation import check_array, check_is_fitted
 
 from ..utils._docstring import Substitution
 from ..utils._sklearn_compat import Interval, StrOptions, fitted_rows, validate_data
-from ..utils._validation import normal_mask
+from ..utils._validation import clip_labels, normal_mask
 from ._base import _GAMMA_QUANTILE, CONTAMINATION_DOC, BaseDetector, SectionScoringMixin
 from ._frames import DEFAULT_WINDOW, band_profile, check_frames, window_starts, windows_to_frames
 
@@ -265,9 +264,8 @@ class _InlierDetector(SectionScoringMixin, BaseDetector):
         self : object
             The updated detector.
         """
-        # one label for all clips
-        domain, section = (np.full(len(X), v, dtype=object) if v is not None and np.ndim(v) == 0 else v
-                           for v in (domain, section))
+        domain, section = (clip_labels(v, key, len(X), type(self).__name__, one_for_all=True)
+                           for key, v in (("domain", domain), ("section", section)))
         if not self.__sklearn_is_fitted__():
             return self.fit(X, y, domain=domain, section=section)
         self._validate_params()
@@ -452,18 +450,7 @@ class _InlierDetector(SectionScoringMixin, BaseDetector):
 
     def _check_labels(self, name, labels, n):
         """Per-clip ``domain``/``section`` labels as a 1-D array (None stays None)."""
-        if labels is None:
-            return None
-        labels = np.asarray(labels)
-        if labels.ndim != 1 or len(labels) != n:
-            raise ValueError(
-                f"{type(self).__name__}: {name} must hold one label per clip ({n}); got shape {labels.shape}."
-            )
-        if pd.isna(labels).any():
-            raise ValueError(
-                f"{type(self).__name__}: {name} contains missing values (None/NaN); give every clip a {name}."
-            )
-        return labels
+        return clip_labels(labels, name, n, type(self).__name__)
 
     def _check_domain_size(self, n, where):
         if n < 2:

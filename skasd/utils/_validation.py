@@ -2,8 +2,8 @@
 
 One rule each: what an anomaly label is (:func:`check_anomaly_labels`; 1 / ``"anomaly"`` =
 anomalous clip, 0 / ``"normal"`` = normal), what a score array is (:func:`check_scores`), which
-training clips a detector keeps (:func:`normal_mask`), and how a message lists many names
-(:func:`listing`).
+training clips a detector keeps (:func:`normal_mask`), what per-clip ``domain``/``section``
+labels are (:func:`clip_labels`), and how a message lists many names (:func:`listing`).
 """
 
 import numpy as np
@@ -70,6 +70,22 @@ def normal_mask(y, n, name):
     if anomaly.all():
         raise ValueError(f"{name}: all n_samples={n} clips are labelled anomalous (y == 1); train on normal clips.")
     return ~anomaly if anomaly.any() else None
+
+
+def clip_labels(labels, name, n, owner, *, one_for_all=False, dtype=None):
+    """Per-clip ``domain``/``section`` labels as a 1-D array of ``n`` (None stays None), or
+    ValueError naming ``owner`` (the estimator's class name). ``one_for_all``: a single label
+    (a scalar) stands for every clip, as ``partial_fit`` takes it."""
+    if labels is None:
+        return None
+    if one_for_all and np.ndim(labels) == 0:
+        labels = np.full(n, labels, dtype=object)
+    labels = np.asarray(labels, dtype=dtype)
+    if labels.ndim != 1 or len(labels) != n:
+        raise ValueError(f"{owner}: {name} must hold one label per clip ({n}); got shape {labels.shape}.")
+    if pd.isna(labels).any():
+        raise ValueError(f"{owner}: {name} contains missing values (None/NaN); give every clip a {name}.")
+    return labels
 
 
 def check_scores(scores, n=None, *, name="y_score", names=None):
