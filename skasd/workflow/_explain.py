@@ -65,13 +65,13 @@ def explain_files(pipe, paths, section=None, n_segments=3, chunk_size=CHUNK_SIZE
     if missing:
         raise UsageError(f"no such file: {listing(missing)}")
     sections = clip_sections(pipe, paths, section)
-    parts = []
+    parts, explained = [], _explained(pipe)
     with tqdm(total=len(paths), unit="file", desc="explaining", disable=not progress) as bar:
         for start in range(0, len(paths), chunk_size):
             chunk = paths[start : start + chunk_size]
             sec = None if sections is None else sections[start : start + chunk_size]
-            part = explain(_explained(pipe), chunk, section=sec, n_segments=n_segments)
-            if _explained(pipe) is not pipe:
+            part = explain(explained, chunk, section=sec, n_segments=n_segments)
+            if explained is not pipe:
                 part = _fusion_verdicts(pipe[-1], part, chunk, sec)
             parts.append(part)
             bar.update(len(chunk))
@@ -118,7 +118,7 @@ def write_frame_scores(pipe, clips, out_dir, chunk_size=CHUNK_SIZE, progress=Fal
     ``frame_score`` (higher = more anomalous; empty where no window covers a frame). Each
     file is written atomically; returns their paths. A fusion's frame scores are those of its
     spectrum k-NN (:func:`_explained`)."""
-    sections = section_labels(pipe, clips)
+    sections, explained = section_labels(pipe, clips), _explained(pipe)
     out_dir, written = Path(out_dir), []
     clips = clips.reset_index(drop=True)
     groups = clips.groupby(["machine_type", "section_or_id"], sort=True).indices
@@ -129,7 +129,7 @@ def write_frame_scores(pipe, clips, out_dir, chunk_size=CHUNK_SIZE, progress=Fal
                 rows = idx[start : start + chunk_size]
                 paths = list(clips["path"].iloc[rows])
                 sec = None if sections is None else sections[rows]
-                fs = frame_scores(_explained(pipe), paths, section=sec)
+                fs = frame_scores(explained, paths, section=sec)
                 n_frames = fs.scores.shape[1]
                 parts.append(pd.DataFrame({
                     "file": np.repeat([Path(p).name for p in paths], n_frames),

@@ -162,8 +162,8 @@ def build_pipeline(model=DEFAULT_MODEL, params=None, verbose=True):
     if unknown:
         names = sorted(f"{step}__{k}" if step != "model" else k
                        for step, est in pipe.named_steps.items() if hasattr(est, "get_params")
-                       for k in est.get_params(deep=True if step == "model" and est is pipe[-1] and
-                                               not hasattr(pipe[0], "get_params") else False))
+                       # a fusion's own parameters are its sub-pipelines': listed to their steps' parameters
+                       for k in est.get_params(deep=isinstance(est, models.ScoreFusion)))
         shown = [k.removeprefix("model__") for k in unknown]
         raise UsageError(f"unknown parameter(s) {', '.join(shown)} for {model}; valid: {', '.join(names)}")
     return pipe.set_params(**routed)

@@ -96,17 +96,18 @@ def score_stream(pipe, paths, on_error="stop", chunk_size=CHUNK_SIZE, progress=F
     features, detector, feat = pipe[:-1], pipe[-1], audio_step(pipe)
     section_of = None if sections is None else dict(zip(paths, sections))
     scores, decisions, failed = [], [], {}
+
+    def score(chunk):
+        # a fusion of pipelines decodes the clips in its detector: its decode errors come from there
+        section = None if section_of is None else [section_of[p] for p in chunk]
+        return _score_and_decide(detector, features.transform(chunk), section)
+
     with tqdm(total=len(paths), unit="file", desc="scoring", disable=not progress) as bar:
         for start in range(0, len(paths), chunk_size):
             chunk = list(paths[start : start + chunk_size])
             n_files = len(chunk)
             if feat is not None:
                 _check_sample_rates(chunk, feat)
-            def score(chunk):
-                # a fusion of pipelines decodes the clips in its detector: its decode errors come from there
-                section = None if section_of is None else [section_of[p] for p in chunk]
-                return _score_and_decide(detector, features.transform(chunk), section)
-
             try:
                 done = score(chunk)
             except (AudioError, OSError):

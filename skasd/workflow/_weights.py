@@ -35,13 +35,11 @@ def ensure_weights(name, announce=None):
     now (pip, as ``skasd weights fetch``), else ``(None, why)``: offline (``$SKASD_OFFLINE``)
     or the fetch failed. ``announce(message)`` is called before a download. What ``skasd train``
     asks before fitting a default recipe that needs them."""
-    path, where = weights_file(name), "not in the skasd cache"
-    if os.path.isfile(path):
-        try:
-            read_aisfx_weights(path)
-            return path, None
-        except ValueError:  # a damaged file: fetched again below, when allowed
-            where = "refused in the skasd cache (not the published weights)"
+    path, status = weights_file(name), _status(name)
+    if status == "present":
+        return path, None
+    # a damaged file is fetched again below, when allowed
+    where = "not in the skasd cache" if status == "missing" else "refused in the skasd cache (not the published weights)"
     if os.environ.get(OFFLINE_ENV, "") not in ("", "0"):
         return None, f"the {name} weights are {where} ({path}) and {OFFLINE_ENV} is set"
     if announce is not None:
@@ -55,19 +53,20 @@ def ensure_weights(name, announce=None):
 def list_weights():
     """One dict per known set of weights: ``name``, ``path`` (in the cache), ``status``
     ("present", "missing" or why the file is refused), ``licence`` and ``credit``."""
-    rows = []
-    for name, info in WEIGHTS.items():
-        path = weights_file(name)
-        status = "missing"
-        if os.path.isfile(path):
-            try:
-                read_aisfx_weights(path)
-                status = "present"
-            except ValueError as e:
-                status = f"refused ({str(e).splitlines()[0]})"
-        rows.append({"name": name, "path": path, "status": status, "licence": info["licence"],
-                     "credit": info["credit"]})
-    return rows
+    return [{"name": name, "path": weights_file(name), "status": _status(name), "licence": info["licence"],
+             "credit": info["credit"]} for name, info in WEIGHTS.items()]
+
+
+def _status(name):
+    """"present", "missing", or why the cache's file of the weights ``name`` is refused."""
+    path = weights_file(name)
+    if not os.path.isfile(path):
+        return "missing"
+    try:
+        read_aisfx_weights(path)
+        return "present"
+    except ValueError as e:
+        return f"refused ({str(e).splitlines()[0]})"
 
 
 def describe_weights():
